@@ -1,0 +1,17 @@
+//! The protocol's close and error codes, documented in `docs/protocol.md` §6.
+//! One source of truth: transports and tests use these constants.
+
+/// A newer downstream attached to the session; this one must not reconnect.
+pub const SUPERSEDED: u16 = 4000;
+/// A streaming response reached its byte budget; resume at once.
+pub const BUDGET_REACHED: u16 = 4001;
+/// The server is shutting down; resume after a short pause.
+pub const SHUTTING_DOWN: u16 = 4002;
+/// The session id is unknown or the session has expired.
+pub const SESSION_NOT_FOUND: u16 = 4004;
+/// A malformed frame or request.
+pub const BAD_REQUEST: u16 = 4400;
+/// Forbidden: origin not allowed, or publish to a room not joined.
+pub const FORBIDDEN: u16 = 4403;
+/// A frame, body or batch over its limit.
+pub const TOO_LARGE: u16 = 4413;

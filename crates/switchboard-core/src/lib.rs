@@ -1,0 +1,37 @@
+//! The heart of Switchboard: sessions, their outboxes, and rooms.
+//!
+//! # Layout
+//!
+//! - [`id`]: session ids (128-bit random secrets) and public ids.
+//! - [`json`]: the one JSON writer every server frame goes through; it makes
+//!   the bytes safe for every transport at once (no raw newlines, `<`, `>`,
+//!   `&`, U+2028, U+2029).
+//! - [`frame`]: the native protocol's frames: parsing upstream frames,
+//!   encoding downstream ones. Sequenced frames are stored as a shared body
+//!   (`Bytes`) so a broadcast is encoded once for all recipients.
+//! - [`outbox`]: the bounded, seq-numbered queue of one session.
+//! - [`session`]: one client's logical connection: outbox, downstream
+//!   attachment (at most one), cid de-duplication, rooms.
+//! - [`registry`]: every live session by id, the grace-period reaper and
+//!   shutdown.
+//! - [`hub`]: rooms and fan-out; one lock per room gives every member the
+//!   same order.
+//! - [`codes`]: the documented error and close codes.
+//!
+//! Nothing here knows HTTP: transports call [`Core::attach`],
+//! [`Core::handle_upstream`] and the [`session::Attachment`] API.
+
+pub mod codes;
+pub mod frame;
+pub mod hub;
+pub mod id;
+pub mod json;
+pub mod limits;
+pub mod outbox;
+pub mod registry;
+pub mod session;
+
+mod core;
+
+pub use crate::core::{AttachError, Attached, Core, UpstreamError};
+pub use limits::SessionLimits;

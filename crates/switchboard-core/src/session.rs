@@ -1,0 +1,317 @@
+//! One client's logical connection.
+//!
+//! A [`Session`] owns the outbox, remembers the cids it applied and the rooms
+//! it joined, and has at most one downstream [`Attachment`]. Attaching bumps a
+//! generation number: the attachment holding the old number sees it changed
+//! and ends with `close` 4000, so two downstreams never read the same frames.
+
+use std::collections::{HashSet, VecDeque};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::codes;
+use crate::frame::{self, Downstream};
+use crate::id::{PublicId, SessionId};
+use crate::limits::SessionLimits;
+use crate::outbox::Outbox;
+
+/// One client's logical connection; outlives its transports.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    public_id: String,
+    state: Mutex<State>,
+    /// Woken whenever something an attachment waits for changes.
+    wake: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    outbox: Outbox,
+    /// Generation of the current attachment; attachments with another one
+    /// were superseded.
+    generation: u64,
+    attached: bool,
+    detached_at: Instant,
+    ended: bool,
+    shutting_down: bool,
+    cids: CidWindow,
+    rooms: HashSet<String>,
+}
+
+/// Why an attachment has nothing more to deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A newer attachment took over.
+    Superseded,
+    /// The session ended (grace expired).
+    SessionEnded,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl EndReason {
+    /// The `close` frame that tells the client.
+    pub fn close_frame(self) -> Downstream {
+        match self {
+            EndReason::Superseded => frame::close(
+                codes::SUPERSEDED,
+                "a newer connection took over this session",
+                false,
+            ),
+            EndReason::SessionEnded => frame::close(
+                codes::SESSION_NOT_FOUND,
+                "session ended; start a new session",
+                true,
+            ),
+            EndReason::ShuttingDown => {
+                frame::close(codes::SHUTTING_DOWN, "server shutting down; resume shortly", true)
+            }
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(limits: &SessionLimits) -> Arc<Self> {
+        Arc::new(Self {
+            id: SessionId::random(),
+            public_id: PublicId::random().to_string(),
+            state: Mutex::new(State {
+                outbox: Outbox::new(limits.outbox_max_frames, limits.outbox_max_bytes),
+                generation: 0,
+                attached: false,
+                detached_at: Instant::now(),
+                ended: false,
+                shutting_down: false,
+                cids: CidWindow::new(limits.cid_window),
+                rooms: HashSet::new(),
+            }),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The secret session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The public id other members see as `from`.
+    pub fn public_id(&self) -> &str {
+        &self.public_id
+    }
+
+    /// Queues a sequenced frame body; returns its seq, or `None` when the
+    /// session has ended.
+    pub fn push(&self, body: Bytes) -> Option<u64> {
+        let seq = {
+            let mut state = self.state.lock();
+            if state.ended {
+                return None;
+            }
+            state.outbox.push(body)
+        };
+        self.wake.notify_waiters();
+        Some(seq)
+    }
+
+    /// The client has processed every frame up to `seq`.
+    pub fn ack(&self, seq: u64) {
+        self.state.lock().outbox.ack(seq);
+    }
+
+    /// Takes over the downstream: the previous attachment (if any) is
+    /// superseded. `last` acknowledges and positions the reader.
+    pub(crate) fn attach(self: &Arc<Self>, last: u64) -> Result<Attachment, EndReason> {
+        let attachment = {
+            let mut state = self.state.lock();
+            if state.shutting_down {
+                return Err(EndReason::ShuttingDown);
+            }
+            if state.ended {
+                return Err(EndReason::SessionEnded);
+            }
+            state.outbox.ack(last);
+            state.generation += 1;
+            state.attached = true;
+            Attachment {
+                session: Arc::clone(self),
+                generation: state.generation,
+                next: state.outbox.start_after(last),
+            }
+        };
+        self.wake.notify_waiters();
+        Ok(attachment)
+    }
+
+    /// Whether `cid` was applied before; remembers it if not.
+    pub(crate) fn first_time(&self, cid: &str) -> bool {
+        self.state.lock().cids.insert(cid)
+    }
+
+    /// Forgets an applied cid (its frame failed after all).
+    pub(crate) fn forget_cid(&self, cid: &str) {
+        self.state.lock().cids.remove(cid);
+    }
+
+    /// Records membership; false when already a member.
+    pub(crate) fn add_room(&self, room: &str) -> bool {
+        self.state.lock().rooms.insert(room.to_owned())
+    }
+
+    /// Drops membership; false when not a member.
+    pub(crate) fn remove_room(&self, room: &str) -> bool {
+        self.state.lock().rooms.remove(room)
+    }
+
+    /// Whether the session has joined `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        self.state.lock().rooms.contains(room)
+    }
+
+    /// Frames and bytes currently held in the outbox.
+    pub fn outbox_size(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (state.outbox.len(), state.outbox.bytes())
+    }
+
+    /// Ends the session when it has been detached for longer than `grace`;
+    /// returns its rooms when it did.
+    pub(crate) fn end_if_expired(&self, now: Instant, grace: Duration) -> Option<Vec<String>> {
+        let mut state = self.state.lock();
+        if state.ended || state.attached || now.duration_since(state.detached_at) < grace {
+            return None;
+        }
+        Some(end(&mut state))
+    }
+
+    /// Ends the session now, whatever its state; returns its rooms.
+    pub(crate) fn end_now(&self) -> Vec<String> {
+        let rooms = end(&mut self.state.lock());
+        self.wake.notify_waiters();
+        rooms
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.state.lock().shutting_down = true;
+        self.wake.notify_waiters();
+    }
+
+    fn detach(&self, generation: u64) {
+        let mut state = self.state.lock();
+        if state.generation == generation {
+            state.attached = false;
+            state.detached_at = Instant::now();
+        }
+    }
+}
+
+fn end(state: &mut State) -> Vec<String> {
+    state.ended = true;
+    state.outbox = Outbox::new(1, 0);
+    state.rooms.drain().collect()
+}
+
+/// The right to read a session's frames, held by one downstream transport.
+/// Dropping it detaches (the grace period starts).
+#[derive(Debug)]
+pub struct Attachment {
+    session: Arc<Session>,
+    generation: u64,
+    /// Next seq to hand out.
+    next: u64,
+}
+
+impl Attachment {
+    /// The session this attachment reads.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Waits until there are frames (at most `max`, a `gap` first when some
+    /// were dropped) or the attachment must end.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Downstream>, EndReason> {
+        let session = Arc::clone(&self.session);
+        loop {
+            let mut woken = pin!(session.wake.notified());
+            woken.as_mut().enable();
+            if let Some(result) = self.try_batch(max) {
+                return result;
+            }
+            woken.await;
+        }
+    }
+
+    /// What is ready now: `None` when nothing is.
+    pub fn try_batch(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
+        let state = self.session.state.lock();
+        if state.generation != self.generation {
+            return Some(Err(EndReason::Superseded));
+        }
+        if state.shutting_down {
+            return Some(Err(EndReason::ShuttingDown));
+        }
+        if state.ended {
+            return Some(Err(EndReason::SessionEnded));
+        }
+        if !state.outbox.has_from(self.next) {
+            return None;
+        }
+        let batch = state.outbox.read_from(self.next, max);
+        drop(state);
+        let mut frames = Vec::with_capacity(batch.frames.len() + 1);
+        if let Some((from, to)) = batch.gap {
+            frames.push(frame::gap(from, to));
+            self.next = to + 1;
+        }
+        if let Some(last) = batch.frames.last().and_then(Downstream::seq) {
+            self.next = last + 1;
+        }
+        frames.extend(batch.frames);
+        Some(Ok(frames))
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.session.detach(self.generation);
+    }
+}
+
+/// The last N cids applied, for de-duplicating retried frames.
+#[derive(Debug)]
+struct CidWindow {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+    capacity: usize,
+}
+
+impl CidWindow {
+    fn new(capacity: usize) -> Self {
+        Self { order: VecDeque::new(), seen: HashSet::new(), capacity: capacity.max(1) }
+    }
+
+    fn insert(&mut self, cid: &str) -> bool {
+        if self.seen.contains(cid) {
+            return false;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(cid.to_owned());
+        self.seen.insert(cid.to_owned());
+        true
+    }
+
+    fn remove(&mut self, cid: &str) {
+        if self.seen.remove(cid) {
+            self.order.retain(|c| c != cid);
+        }
+    }
+}

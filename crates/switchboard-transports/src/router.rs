@@ -1,0 +1,140 @@
+//! Maps requests onto transports.
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use switchboard_core::{codes, Core};
+
+use crate::config::TransportConfig;
+use crate::cors::{self, OriginCheck};
+use crate::poll::{self, PollFormat};
+use crate::query;
+use crate::response::{self, Body};
+use crate::send;
+use crate::streaming::{self, StreamFormat, StreamLimits};
+use crate::ws;
+
+/// The transport edge: cheap to clone, one per server.
+#[derive(Debug, Clone)]
+pub struct Switchboard {
+    core: Arc<Core>,
+    config: Arc<TransportConfig>,
+}
+
+impl Switchboard {
+    /// An edge over `core`.
+    pub fn new(core: Arc<Core>, config: TransportConfig) -> Self {
+        Self { core, config: Arc::new(config) }
+    }
+
+    /// The core this edge serves.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Whether this edge answers `path` (so an embedding server can route
+    /// everything else elsewhere).
+    pub fn owns(path: &str) -> bool {
+        path.starts_with("/v1/")
+    }
+
+    /// Answers one request to a `/v1/` path.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let origin = match cors::check(&self.config.allowed_origins, request.headers()) {
+            OriginCheck::Refused => return cors::refused(),
+            OriginCheck::Allowed(origin) => Some(origin),
+            OriginCheck::Absent => None,
+        };
+        if request.method() == Method::OPTIONS {
+            return match origin {
+                Some(origin) => cors::preflight(&origin),
+                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "a preflight needs an Origin header"),
+            };
+        }
+        let mut response = self.route(request).await;
+        if let Some(origin) = origin {
+            cors::allow(&mut response, &origin);
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Response<Body> {
+        let params = match query::parse(request.uri().query()) {
+            Ok(params) => params,
+            Err(message) => return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message),
+        };
+        let config = &self.config;
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let expected = if path == "/v1/send" { Method::POST } else { Method::GET };
+        if method != expected {
+            let known = matches!(
+                path.as_str(),
+                "/v1/ws" | "/v1/sse" | "/v1/stream" | "/v1/htmlfile" | "/v1/poll" | "/v1/jsonp" | "/v1/send"
+            );
+            if known {
+                return response::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    codes::BAD_REQUEST,
+                    &format!("{path} takes {expected}"),
+                );
+            }
+        }
+        match path.as_str() {
+            "/v1/ws" => ws::upgrade(Arc::clone(&self.core), Arc::clone(config), params, request),
+            "/v1/sse" => {
+                let mut params = params;
+                if let Some(id) = request.headers().get("last-event-id").and_then(|v| v.to_str().ok()) {
+                    match id.trim().parse::<u64>() {
+                        Ok(seq) => params.last = params.last.max(seq),
+                        Err(_) => {
+                            return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "Last-Event-ID must be a seq number");
+                        }
+                    }
+                }
+                self.stream(&params, StreamFormat::EventSource, "text/event-stream; charset=utf-8")
+            }
+            "/v1/stream" => self.stream(&params, StreamFormat::NdJson, "application/x-ndjson"),
+            "/v1/htmlfile" => match params.callback.clone() {
+                Some(callback) => self.stream(&params, StreamFormat::HtmlFile { callback }, "text/html; charset=utf-8"),
+                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter"),
+            },
+            "/v1/poll" => {
+                poll::respond(&self.core, &params, PollFormat::Json, config.poll_timeout, config.max_frames_per_write).await
+            }
+            "/v1/jsonp" => match params.callback.as_deref() {
+                Some(callback) => {
+                    let format = PollFormat::Jsonp(callback);
+                    poll::respond(&self.core, &params, format, config.poll_timeout, config.max_frames_per_write).await
+                }
+                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "jsonp needs a callback parameter"),
+            },
+            "/v1/send" => send::respond(&self.core, config, &params, request.into_body()).await,
+            _ => response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no endpoint at {path}")),
+        }
+    }
+
+    fn stream(&self, params: &query::Params, format: StreamFormat, content_type: &'static str) -> Response<Body> {
+        let body = match self.core.attach(params.sid.as_deref(), params.last) {
+            Err(e) => streaming::single(&format, &e.close_frame()),
+            Ok(attached) => {
+                tracing::debug!(sid = ?attached.attachment.session().id(), transport = ?format, "stream attached");
+                let limits = StreamLimits {
+                    heartbeat: self.config.heartbeat,
+                    budget: self.config.stream_budget,
+                    max_frames: self.config.max_frames_per_write,
+                };
+                streaming::body(attached.attachment, attached.welcome, format, limits)
+            }
+        };
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        // Tell buffering proxies (nginx) to pass chunks through at once.
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        response
+    }
+}

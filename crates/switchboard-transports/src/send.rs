@@ -1,0 +1,48 @@
+//! `POST /v1/send`: the upstream of every HTTP transport.
+
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use switchboard_core::{codes, frame, Core};
+
+use crate::config::TransportConfig;
+use crate::query::Params;
+use crate::response::{self, Body};
+
+/// Applies the frames of one POST body to the session named by `sid`.
+pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, body: Incoming) -> Response<Body> {
+    let Some(session) = params.sid.as_deref().and_then(|sid| core.session(sid)) else {
+        return response::error(
+            StatusCode::NOT_FOUND,
+            codes::SESSION_NOT_FOUND,
+            "unknown or expired session; open a new session without sid",
+        );
+    };
+    let bytes = match Limited::new(body, config.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return response::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                &format!("body over {} bytes", config.max_body_bytes),
+            );
+        }
+        Err(_) => {
+            return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "body could not be read");
+        }
+    };
+    let frames = match frame::parse_batch(&bytes, config.max_batch, config.max_frame_bytes) {
+        Ok(frames) => frames,
+        Err(e) => {
+            let status = if e.code == codes::TOO_LARGE {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return response::error(status, e.code, &e.message);
+        }
+    };
+    let accepted = frames.len();
+    core.apply(&session, frames);
+    response::complete(StatusCode::OK, "application/json", format!("{{\"accepted\":{accepted}}}"))
+}

@@ -1,0 +1,196 @@
+//! The WebSocket transport: both directions on one connection.
+//!
+//! The upgrade is answered by hand (so the origin check and routing stay in
+//! one place) and the upgraded connection is handed to `tokio-websockets`,
+//! chosen for its small per-connection cost. One task per connection
+//! selects between the session's next frames, the client's next message and
+//! the heartbeat timer; frames of one batch are fed and flushed together.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use switchboard_core::frame::{self, Downstream};
+use switchboard_core::session::Attachment;
+use switchboard_core::{codes, Core};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
+use tracing::Instrument;
+
+use crate::config::TransportConfig;
+use crate::query::Params;
+use crate::response::{self, Body};
+
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Answers an upgrade request and starts the connection's task.
+pub fn upgrade(
+    core: Arc<Core>,
+    config: Arc<TransportConfig>,
+    params: Params,
+    request: http::Request<Incoming>,
+) -> Response<Body> {
+    let Some(accept) = accept_key(request.headers()) else {
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "not a WebSocket upgrade: needs Upgrade: websocket, Sec-WebSocket-Key and version 13",
+        );
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let limits = Limits::default().max_payload_len(Some(config.max_frame_bytes));
+                let ws = tokio_websockets::ServerBuilder::new()
+                    .limits(limits)
+                    .serve(TokioIo::new(upgraded));
+                serve(core, config, params, ws).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(response::full(""));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The `Sec-WebSocket-Accept` value, when the request is a valid upgrade.
+fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    HeaderValue::from_str(&encoded).ok()
+}
+
+async fn serve<S>(core: Arc<Core>, config: Arc<TransportConfig>, params: Params, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let attached = match core.attach(params.sid.as_deref(), params.last) {
+        Ok(attached) => attached,
+        Err(e) => {
+            let _ = close_with(&mut ws, &e.close_frame(), codes::SESSION_NOT_FOUND, "unknown or expired session").await;
+            return;
+        }
+    };
+    let mut attachment = attached.attachment;
+    let span = tracing::debug_span!("session", sid = ?attachment.session().id(), transport = "ws");
+    async move {
+        if send_frames(&mut ws, std::slice::from_ref(&attached.welcome)).await.is_err() {
+            return;
+        }
+        run(&core, &config, &mut attachment, &mut ws).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run<S>(core: &Core, config: &TransportConfig, attachment: &mut Attachment, ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        tokio::select! {
+            batch = attachment.next_batch(config.max_frames_per_write) => match batch {
+                Ok(frames) => {
+                    if send_frames(ws, &frames).await.is_err() {
+                        return;
+                    }
+                }
+                Err(reason) => {
+                    let code = match reason {
+                        switchboard_core::session::EndReason::Superseded => codes::SUPERSEDED,
+                        switchboard_core::session::EndReason::SessionEnded => codes::SESSION_NOT_FOUND,
+                        switchboard_core::session::EndReason::ShuttingDown => codes::SHUTTING_DOWN,
+                    };
+                    let _ = close_with(ws, &reason.close_frame(), code, "attachment ended").await;
+                    return;
+                }
+            },
+            message = ws.next() => match message {
+                Some(Ok(message)) => {
+                    if message.is_close() {
+                        return;
+                    }
+                    if let Some(text) = message.as_text() {
+                        upstream(core, config, attachment, ws, text.as_bytes()).await;
+                    } else if message.is_binary() {
+                        let error = frame::attachment_error(codes::BAD_REQUEST, "binary messages are not part of the protocol; send JSON text");
+                        if send_frames(ws, &[error]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "websocket read failed");
+                    // tokio-websockets has queued the right close frame
+                    // (1009 for an oversized message); push it out.
+                    let _ = ws.flush().await;
+                    return;
+                }
+                None => return,
+            },
+            () = tokio::time::sleep(config.heartbeat) => {
+                if send_frames(ws, &[frame::ping()]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn upstream<S>(core: &Core, config: &TransportConfig, attachment: &Attachment, ws: &mut WebSocketStream<S>, text: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match frame::parse_batch(text, config.max_batch, config.max_frame_bytes) {
+        Ok(frames) => core.apply(attachment.session(), frames),
+        Err(e) => {
+            let _ = send_frames(ws, &[frame::attachment_error(e.code, &e.message)]).await;
+        }
+    }
+}
+
+async fn send_frames<S>(ws: &mut WebSocketStream<S>, frames: &[Downstream]) -> Result<(), tokio_websockets::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for frame in frames {
+        let mut out = Vec::with_capacity(128);
+        frame.write_json(&mut out);
+        ws.feed(Message::text(bytes::Bytes::from(out))).await?;
+    }
+    ws.flush().await
+}
+
+async fn close_with<S>(ws: &mut WebSocketStream<S>, frame: &Downstream, code: u16, reason: &str) -> Result<(), tokio_websockets::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    send_frames(ws, std::slice::from_ref(frame)).await?;
+    let code = CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE);
+    ws.send(Message::close(Some(code), reason)).await?;
+    ws.close().await
+}

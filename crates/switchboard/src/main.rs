@@ -1,0 +1,93 @@
+//! `switchboard serve`: the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use switchboard::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "A real-time messaging server for the web")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the effective configuration as TOML-like JSON and exit.
+    Config(ServeArgs),
+}
+
+/// Flags override the TOML file and `SWITCHBOARD_*` variables.
+#[derive(clap::Args, Serialize)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7070).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Allowed origin for CORS and WebSocket upgrades; repeat for several.
+    #[arg(long = "allowed-origin")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_origins: Vec<String>,
+    /// Session grace period, e.g. `30s`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace: Option<String>,
+    /// Folder to serve at `/` instead of the demo chat.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    static_dir: Option<PathBuf>,
+    /// Log filter, e.g. `debug`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (args, print_only) = match cli.command {
+        Command::Serve(args) => (args, false),
+        Command::Config(args) => (args, true),
+    };
+    let config = Config::load(args.config.as_deref(), &args).context("invalid configuration")?;
+    if print_only {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid log filter")?)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let server = Server::bind(config.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        server.run(shutdown_signal()).await;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

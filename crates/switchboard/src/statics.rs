@@ -1,0 +1,45 @@
+//! `/` and other static files: the built-in demo chat, or a folder.
+
+use std::path::{Component, Path};
+
+use http::StatusCode;
+use switchboard_core::codes;
+use switchboard_transports::response::{self, Body};
+
+const DEMO_PAGE: &str = include_str!("../static/index.html");
+
+/// Answers a GET for a static path.
+pub async fn serve(dir: Option<&Path>, path: &str) -> http::Response<Body> {
+    let Some(dir) = dir else {
+        return if path == "/" || path == "/index.html" {
+            response::complete(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
+        } else {
+            not_found(path)
+        };
+    };
+    let relative = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
+    // Only plain path segments: no `..`, no absolute paths, no prefixes.
+    if !Path::new(relative).components().all(|c| matches!(c, Component::Normal(_))) {
+        return not_found(path);
+    }
+    match tokio::fs::read(dir.join(relative)).await {
+        Ok(bytes) => response::complete(StatusCode::OK, content_type(relative), bytes),
+        Err(_) => not_found(path),
+    }
+}
+
+fn not_found(path: &str) -> http::Response<Body> {
+    response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no file at {path}"))
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "application/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}

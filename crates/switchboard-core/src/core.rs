@@ -11,6 +11,7 @@ use crate::frame::{self, Downstream, FrameError, Upstream};
 use crate::hub::Hub;
 use crate::id::SessionId;
 use crate::limits::SessionLimits;
+use crate::publication::{Encoder, NativeEncoder, Publication};
 use crate::registry::Registry;
 use crate::session::{Attachment, EndReason, Session};
 
@@ -114,6 +115,32 @@ impl Core {
         SessionId::parse(sid).and_then(|id| self.registry.get(id))
     }
 
+    /// A new session whose room messages are encoded by `encoder` (protocol
+    /// adapters pass their own; native sessions are created by
+    /// [`Core::attach`]).
+    pub fn create_session(&self, encoder: Arc<dyn Encoder>) -> Arc<Session> {
+        self.registry.create(&self.limits, encoder)
+    }
+
+    /// Adds a session to a room (idempotent).
+    pub fn join(&self, session: &Arc<Session>, room: &str) {
+        if session.add_room(room) {
+            self.hub.join(room, session);
+        }
+    }
+
+    /// Removes a session from a room (idempotent).
+    pub fn leave(&self, session: &Arc<Session>, room: &str) {
+        if session.remove_room(room) {
+            self.hub.leave(room, session.id());
+        }
+    }
+
+    /// Publishes to every member of the room; returns how many received it.
+    pub fn publish(&self, publication: &Publication) -> usize {
+        self.hub.publish(publication)
+    }
+
     /// Attaches a downstream: to the session `sid` (resuming after `last`),
     /// or to a new session when `sid` is `None`.
     pub fn attach(&self, sid: Option<&str>, last: u64) -> Result<Attached, AttachError> {
@@ -122,7 +149,7 @@ impl Core {
         }
         let (session, created) = match sid {
             Some(sid) => (self.session(sid).ok_or(AttachError::UnknownSession)?, false),
-            None => (self.registry.create(&self.limits), true),
+            None => (self.create_session(Arc::new(NativeEncoder)), true),
         };
         let attachment = session.attach(last).map_err(AttachError::Ended)?;
         let welcome = frame::welcome(
@@ -166,21 +193,16 @@ impl Core {
         }
         let result = match &frame {
             Upstream::Join { room, .. } => {
-                if session.add_room(room) {
-                    self.hub.join(room, session);
-                }
+                self.join(session, room);
                 Ok(())
             }
             Upstream::Leave { room, .. } => {
-                if session.remove_room(room) {
-                    self.hub.leave(room, session.id());
-                }
+                self.leave(session, room);
                 Ok(())
             }
             Upstream::Publish { room, data, .. } => {
                 if session.in_room(room) {
-                    let body = frame::msg_body(room, session.public_id(), data);
-                    self.hub.publish(room, &body);
+                    self.publish(&Publication::new(room.as_str(), session.public_id(), data.clone()));
                     Ok(())
                 } else {
                     Err((codes::FORBIDDEN, format!("join room {room:?} before publishing to it")))

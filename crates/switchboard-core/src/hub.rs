@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::id::SessionId;
+use crate::publication::Publication;
 use crate::session::Session;
 
 /// Every room of this node and its members.
@@ -48,9 +48,10 @@ impl Hub {
         }
     }
 
-    /// Queues `body` in the outbox of every member; returns how many.
-    pub fn publish(&self, room: &str, body: &Bytes) -> usize {
-        let Some(entry) = self.rooms.read().get(room).cloned() else {
+    /// Queues the publication in the outbox of every member, encoded once
+    /// per wire format; returns how many members got it.
+    pub fn publish(&self, publication: &Publication) -> usize {
+        let Some(entry) = self.rooms.read().get(&publication.room).cloned() else {
             return 0;
         };
         let members = entry.lock();
@@ -58,7 +59,7 @@ impl Hub {
             .members
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|session| session.push(body.clone()).is_some())
+            .filter(|session| session.push(publication.encoded_for(session.encoder())).is_some())
             .count()
     }
 

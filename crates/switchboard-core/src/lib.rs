@@ -10,6 +10,8 @@
 //!   encoding downstream ones. Sequenced frames are stored as a shared body
 //!   (`Bytes`) so a broadcast is encoded once for all recipients.
 //! - [`outbox`]: the bounded, seq-numbered queue of one session.
+//! - [`publication`]: a room message, encoded at most once per wire format
+//!   (native, socket.io, SockJS) and shared by every member of that format.
 //! - [`session`]: one client's logical connection: outbox, downstream
 //!   attachment (at most one), cid de-duplication, rooms.
 //! - [`registry`]: every live session by id, the grace-period reaper and
@@ -28,6 +30,7 @@ pub mod id;
 pub mod json;
 pub mod limits;
 pub mod outbox;
+pub mod publication;
 pub mod registry;
 pub mod session;
 

@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 
 use crate::id::SessionId;
 use crate::limits::SessionLimits;
+use crate::publication::Encoder;
 use crate::session::Session;
 
 /// The live sessions.
@@ -18,8 +19,8 @@ pub struct Registry {
 
 impl Registry {
     /// A new session, registered.
-    pub fn create(&self, limits: &SessionLimits) -> Arc<Session> {
-        let session = Session::new(limits);
+    pub fn create(&self, limits: &SessionLimits, encoder: Arc<dyn Encoder>) -> Arc<Session> {
+        let session = Session::new(limits, encoder);
         self.sessions.write().insert(session.id(), Arc::clone(&session));
         session
     }

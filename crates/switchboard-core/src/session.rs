@@ -19,12 +19,14 @@ use crate::frame::{self, Downstream};
 use crate::id::{PublicId, SessionId};
 use crate::limits::SessionLimits;
 use crate::outbox::Outbox;
+use crate::publication::Encoder;
 
 /// One client's logical connection; outlives its transports.
 #[derive(Debug)]
 pub struct Session {
     id: SessionId,
     public_id: String,
+    encoder: Arc<dyn Encoder>,
     state: Mutex<State>,
     /// Woken whenever something an attachment waits for changes.
     wake: Notify,
@@ -77,10 +79,11 @@ impl EndReason {
 }
 
 impl Session {
-    pub(crate) fn new(limits: &SessionLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: &SessionLimits, encoder: Arc<dyn Encoder>) -> Arc<Self> {
         Arc::new(Self {
             id: SessionId::random(),
             public_id: PublicId::random().to_string(),
+            encoder,
             state: Mutex::new(State {
                 outbox: Outbox::new(limits.outbox_max_frames, limits.outbox_max_bytes),
                 generation: 0,
@@ -105,6 +108,11 @@ impl Session {
         &self.public_id
     }
 
+    /// The wire format room messages are encoded in for this session.
+    pub fn encoder(&self) -> &dyn Encoder {
+        &*self.encoder
+    }
+
     /// Queues a sequenced frame body; returns its seq, or `None` when the
     /// session has ended.
     pub fn push(&self, body: Bytes) -> Option<u64> {
@@ -126,7 +134,7 @@ impl Session {
 
     /// Takes over the downstream: the previous attachment (if any) is
     /// superseded. `last` acknowledges and positions the reader.
-    pub(crate) fn attach(self: &Arc<Self>, last: u64) -> Result<Attachment, EndReason> {
+    pub fn attach(self: &Arc<Self>, last: u64) -> Result<Attachment, EndReason> {
         let attachment = {
             let mut state = self.state.lock();
             if state.shutting_down {

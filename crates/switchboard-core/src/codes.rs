@@ -15,3 +15,12 @@ pub const BAD_REQUEST: u16 = 4400;
 pub const FORBIDDEN: u16 = 4403;
 /// A frame, body or batch over its limit.
 pub const TOO_LARGE: u16 = 4413;
+/// The user is not authenticated: bad, expired or missing token, or a
+/// session resumed with another user's credentials.
+pub const UNAUTHORIZED: u16 = 4401;
+/// The user was disconnected by the server's HTTP API.
+pub const KICKED: u16 = 4005;
+/// A rate limit was exceeded; the frame was dropped.
+pub const RATE_LIMITED: u16 = 4429;
+/// The history store failed; the message was not stored and not delivered.
+pub const STORE_FAILED: u16 = 4500;

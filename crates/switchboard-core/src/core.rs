@@ -1,4 +1,6 @@
-//! The narrow API transports use: attach a downstream, apply upstream frames.
+//! The narrow API transports use: attach a downstream, apply upstream
+//! frames; and the session lifecycle around it (auto-join of a user's rooms,
+//! offline delivery, presence, the grace-period reaper).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,21 +9,53 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::codes;
-use crate::frame::{self, Downstream, FrameError, Upstream};
+use crate::frame::{self, Downstream, RoomSummary};
 use crate::hub::Hub;
-use crate::id::SessionId;
+use crate::id::{PublicId, SessionId};
+use crate::identity::{AuthError, Authenticator, Credentials, DevAuthenticator, Identity};
 use crate::limits::SessionLimits;
-use crate::publication::{Encoder, NativeEncoder, Publication};
+use crate::publication::{Encoder, Kind, NativeEncoder, Publication};
 use crate::registry::Registry;
 use crate::session::{Attachment, EndReason, Session};
+use crate::store::{HistoryQuery, MemoryStore, Retention, Store};
 
-/// Sessions and rooms of one node.
+/// Most messages replayed per room when a user comes back online.
+pub const OFFLINE_REPLAY_PER_ROOM: usize = 500;
+
+/// Sessions, rooms and the durable store of one node.
 #[derive(Debug)]
 pub struct Core {
-    limits: SessionLimits,
+    pub(crate) limits: SessionLimits,
     shutting_down: AtomicBool,
-    registry: Registry,
-    hub: Hub,
+    pub(crate) registry: Registry,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) store: Arc<dyn Store>,
+    authenticator: Arc<dyn Authenticator>,
+    retention: Retention,
+}
+
+/// What a [`Core`] is built from.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Bounds of each session.
+    pub limits: SessionLimits,
+    /// Where history, rooms and read marks live.
+    pub store: Arc<dyn Store>,
+    /// Who may connect.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// How much history is kept.
+    pub retention: Retention,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        Self {
+            limits: SessionLimits::default(),
+            store: Arc::new(MemoryStore::new()),
+            authenticator: Arc::new(DevAuthenticator),
+            retention: Retention::default(),
+        }
+    }
 }
 
 /// A downstream could not attach; the `close` frame says why.
@@ -33,6 +67,9 @@ pub enum AttachError {
     /// The session exists but cannot take a downstream now.
     #[error("session cannot be attached: {0:?}")]
     Ended(EndReason),
+    /// The credentials were refused, or belong to another user.
+    #[error("{0}")]
+    Unauthorized(AuthError),
 }
 
 impl AttachError {
@@ -41,6 +78,16 @@ impl AttachError {
         match self {
             AttachError::UnknownSession => EndReason::SessionEnded.close_frame(),
             AttachError::Ended(reason) => reason.close_frame(),
+            AttachError::Unauthorized(e) => frame::close(codes::UNAUTHORIZED, &e.0, false),
+        }
+    }
+
+    /// The close code of [`AttachError::close_frame`].
+    pub fn code(&self) -> u16 {
+        match self {
+            AttachError::UnknownSession => codes::SESSION_NOT_FOUND,
+            AttachError::Ended(reason) => reason.code(),
+            AttachError::Unauthorized(_) => codes::UNAUTHORIZED,
         }
     }
 }
@@ -65,13 +112,22 @@ pub struct Attached {
 }
 
 impl Core {
-    /// A node's core with these session limits.
+    /// A node's core with these session limits, an in-memory store and
+    /// development-mode authentication.
     pub fn new(limits: SessionLimits) -> Arc<Self> {
+        Self::with_options(CoreOptions { limits, ..CoreOptions::default() })
+    }
+
+    /// A node's core built from `options`.
+    pub fn with_options(options: CoreOptions) -> Arc<Self> {
         Arc::new(Self {
-            limits,
+            limits: options.limits,
             shutting_down: AtomicBool::new(false),
             registry: Registry::default(),
-            hub: Hub::default(),
+            hub: Arc::new(Hub::default()),
+            store: options.store,
+            authenticator: options.authenticator,
+            retention: options.retention,
         })
     }
 
@@ -90,20 +146,31 @@ impl Core {
         &self.registry
     }
 
-    /// Starts the one task that ends sessions whose grace period passed.
+    /// The durable store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Starts the one task that ends sessions whose grace period passed and
+    /// applies history retention now and then.
     pub fn spawn_reaper(self: &Arc<Self>) -> JoinHandle<()> {
         let core = Arc::downgrade(self);
         let every = (self.limits.grace / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks: u64 = 0;
             loop {
                 tick.tick().await;
                 let Some(core) = core.upgrade() else { return };
-                for (sid, rooms) in core.registry.reap(&core.limits) {
-                    tracing::debug!(sid = ?sid, "session ended after grace period");
-                    for room in rooms {
-                        core.hub.leave(&room, sid);
+                for (session, rooms) in core.registry.reap(&core.limits) {
+                    tracing::debug!(sid = ?session.id(), "session ended after grace period");
+                    core.after_end(&session, rooms).await;
+                }
+                ticks += 1;
+                if ticks % 600 == 1 {
+                    if let Err(e) = core.store.apply_retention(core.retention).await {
+                        tracing::warn!(error = %e, "retention failed");
                     }
                 }
             }
@@ -115,117 +182,140 @@ impl Core {
         SessionId::parse(sid).and_then(|id| self.registry.get(id))
     }
 
-    /// A new session whose room messages are encoded by `encoder` (protocol
-    /// adapters pass their own; native sessions are created by
-    /// [`Core::attach`]).
+    /// A new session whose room messages are encoded by `encoder`, for an
+    /// anonymous user (protocol adapters without their own auth).
     pub fn create_session(&self, encoder: Arc<dyn Encoder>) -> Arc<Session> {
-        self.registry.create(&self.limits, encoder)
+        let user = format!("anon-{}", PublicId::random());
+        self.create_session_for(Identity { name: user.clone(), user, rooms: None }, encoder)
     }
 
-    /// Adds a session to a room (idempotent).
-    pub fn join(&self, session: &Arc<Session>, room: &str) {
-        if session.add_room(room) {
-            self.hub.join(room, session);
-        }
+    /// A new session of `identity` whose room messages are encoded by
+    /// `encoder`.
+    pub fn create_session_for(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Session> {
+        metrics::counter!("switchboard_sessions_created_total").increment(1);
+        self.registry.create(&self.limits, identity, encoder)
     }
 
-    /// Removes a session from a room (idempotent).
-    pub fn leave(&self, session: &Arc<Session>, room: &str) {
-        if session.remove_room(room) {
-            self.hub.leave(room, session.id());
-        }
-    }
-
-    /// Publishes to every member of the room; returns how many received it.
-    pub fn publish(&self, publication: &Publication) -> usize {
-        self.hub.publish(publication)
+    /// Checks credentials.
+    pub fn authenticate(&self, credentials: &Credentials) -> Result<Identity, AuthError> {
+        self.authenticator.authenticate(credentials)
     }
 
     /// Attaches a downstream: to the session `sid` (resuming after `last`),
-    /// or to a new session when `sid` is `None`.
-    pub fn attach(&self, sid: Option<&str>, last: u64) -> Result<Attached, AttachError> {
+    /// or to a new session when `sid` is `None`. A resume carries either no
+    /// credentials (the session id is the secret) or the same user's.
+    pub async fn attach(&self, sid: Option<&str>, last: u64, credentials: &Credentials) -> Result<Attached, AttachError> {
         if self.is_shutting_down() {
             return Err(AttachError::Ended(EndReason::ShuttingDown));
         }
         let (session, created) = match sid {
-            Some(sid) => (self.session(sid).ok_or(AttachError::UnknownSession)?, false),
-            None => (self.create_session(Arc::new(NativeEncoder)), true),
+            Some(sid) => {
+                let session = self.session(sid).ok_or(AttachError::UnknownSession)?;
+                if credentials.token.is_some() || credentials.name.is_some() {
+                    let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
+                    if identity.user != session.identity().user {
+                        return Err(AttachError::Unauthorized(AuthError(
+                            "this session belongs to another user".into(),
+                        )));
+                    }
+                }
+                metrics::counter!("switchboard_resumes_total").increment(1);
+                (session, false)
+            }
+            None => {
+                let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
+                let session = self.create_session_for(identity, Arc::new(NativeEncoder));
+                self.on_new_session(&session).await;
+                (session, true)
+            }
         };
         let attachment = session.attach(last).map_err(AttachError::Ended)?;
         let welcome = frame::welcome(
             &session.id().to_string(),
             session.public_id(),
+            session.identity(),
             !created,
             self.limits.heartbeat.as_millis() as u64,
         );
         Ok(Attached { attachment, welcome, created })
     }
 
-    /// Applies upstream frames in order; answers (ack, echo, error) are
-    /// queued as sequenced frames of the session.
-    pub fn apply(&self, session: &Arc<Session>, frames: Vec<Result<Upstream, FrameError>>) {
-        for frame in frames {
-            match frame {
-                Ok(frame) => self.apply_one(session, frame),
-                Err(e) => {
-                    session.push(frame::error_body(e.cid.as_deref(), e.code, &e.message));
+    /// A user's new session: join the rooms the user is a member of, replay
+    /// what was posted there while the user was offline, and tell the
+    /// unread counts.
+    async fn on_new_session(&self, session: &Arc<Session>) {
+        let user = session.identity().user.clone();
+        let rooms = match self.store.user_rooms(&user).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the user's rooms");
+                return;
+            }
+        };
+        for room in &rooms {
+            self.join(session, room);
+        }
+        let marks = self.store.take_offline_marks(&user).await.unwrap_or_default();
+        for room in &rooms {
+            let Some(&after) = marks.get(room) else { continue };
+            let query = HistoryQuery { after: Some(after), before: None, limit: OFFLINE_REPLAY_PER_ROOM };
+            match self.store.history(room, query).await {
+                Ok(messages) => {
+                    for m in &messages {
+                        session.push(Publication::stored(m, "").encoded_for(session.encoder()));
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, room, "offline replay failed"),
+            }
+        }
+        if !rooms.is_empty() {
+            if let Ok(summary) = self.room_summaries(&user).await {
+                session.push(frame::rooms_body(None, &summary));
             }
         }
     }
 
-    fn apply_one(&self, session: &Arc<Session>, frame: Upstream) {
-        if let Upstream::Ack { seq } = frame {
-            session.ack(seq);
-            return;
+    /// The user's rooms with their unread counts.
+    pub async fn room_summaries(&self, user: &str) -> Result<Vec<RoomSummary>, crate::store::StoreError> {
+        let rooms = self.store.user_rooms(user).await?;
+        let marks = self.store.read_marks(user).await?;
+        let mut out = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let read = marks.get(&room).copied().unwrap_or(0);
+            let last_id = self.store.room(&room).await?.map_or(0, |r| r.last_id);
+            let unread = self.store.count_after(&room, read).await?;
+            out.push(RoomSummary { room, last_id, read, unread });
         }
-        let cid = frame.cid().map(str::to_owned);
-        if let Some(cid) = &cid {
-            if !session.first_time(cid) {
-                // Already applied: answer again, apply nothing.
-                if let Upstream::Echo { data, .. } = &frame {
-                    session.push(frame::echo_body(Some(cid), data));
-                } else {
-                    session.push(frame::ack_body(cid));
-                }
-                return;
-            }
+        Ok(out)
+    }
+
+    /// Adds a session to a room (idempotent); announces the user when this
+    /// is the user's first session there. No permission check: callers
+    /// check first.
+    pub fn join(&self, session: &Arc<Session>, room: &str) {
+        if session.add_room(room) && self.hub.join(room, session) {
+            self.announce(session, room, Kind::PresenceJoin);
         }
-        let result = match &frame {
-            Upstream::Join { room, .. } => {
-                self.join(session, room);
-                Ok(())
-            }
-            Upstream::Leave { room, .. } => {
-                self.leave(session, room);
-                Ok(())
-            }
-            Upstream::Publish { room, data, .. } => {
-                if session.in_room(room) {
-                    self.publish(&Publication::new(room.as_str(), session.public_id(), data.clone()));
-                    Ok(())
-                } else {
-                    Err((codes::FORBIDDEN, format!("join room {room:?} before publishing to it")))
-                }
-            }
-            Upstream::Echo { data, .. } => {
-                session.push(frame::echo_body(cid.as_deref(), data));
-                return;
-            }
-            Upstream::Ack { .. } => unreachable!("handled above"),
-        };
-        match (result, cid) {
-            (Ok(()), Some(cid)) => {
-                session.push(frame::ack_body(&cid));
-            }
-            (Ok(()), None) => {}
-            (Err((code, message)), cid) => {
-                if let Some(cid) = &cid {
-                    session.forget_cid(cid);
-                }
-                session.push(frame::error_body(cid.as_deref(), code, &message));
-            }
+    }
+
+    /// Removes a session from a room (idempotent); announces the user's
+    /// leaving when it was the user's last session there.
+    pub fn leave(&self, session: &Arc<Session>, room: &str) {
+        if session.remove_room(room) && self.hub.leave(room, session.id(), &session.identity().user) {
+            self.announce(session, room, Kind::PresenceLeave);
         }
+    }
+
+    fn announce(&self, session: &Session, room: &str, kind: Kind) {
+        let identity = session.identity();
+        let event = Publication::event(kind, room, session.public_id(), &identity.user, &identity.name, 0, null());
+        self.hub.publish(&event, None);
+    }
+
+    /// Publishes to every member of the room; returns how many received it.
+    pub fn publish(&self, publication: &Publication) -> usize {
+        metrics::counter!("switchboard_messages_out_total").increment(1);
+        self.hub.publish(publication, None)
     }
 
     /// Tells every attachment to close with 4002 and refuses new ones.
@@ -241,13 +331,44 @@ impl Core {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Ends a session at once (used by tests and administrative APIs).
-    pub fn end_session(&self, id: SessionId) {
+    /// Ends a session at once: its attachment closes with `reason`.
+    pub async fn end_session(&self, id: SessionId) {
         if let Some(session) = self.registry.get(id) {
             self.registry.remove(id);
-            for room in session.end_now() {
-                self.hub.leave(&room, id);
+            let rooms = session.end_now();
+            self.after_end(&session, rooms).await;
+        }
+    }
+
+    /// Ends every session of `user` (their attachments close with 4005);
+    /// returns how many.
+    pub async fn disconnect_user(&self, user: &str) -> usize {
+        let sessions = self.registry.of_user(user);
+        for session in &sessions {
+            session.kick();
+            self.end_session(session.id()).await;
+        }
+        sessions.len()
+    }
+
+    /// A session ended: leave its rooms (presence), and when it was the
+    /// user's last, remember where the user's rooms stood (offline
+    /// delivery).
+    async fn after_end(&self, session: &Arc<Session>, rooms: Vec<String>) {
+        let user = &session.identity().user;
+        for room in rooms {
+            if self.hub.leave(&room, session.id(), user) {
+                self.announce(session, &room, Kind::PresenceLeave);
+            }
+        }
+        if self.registry.user_sessions(user) == 0 {
+            if let Err(e) = self.store.mark_offline(user).await {
+                tracing::warn!(error = %e, "cannot record the user's offline marks");
             }
         }
     }
+}
+
+pub(crate) fn null() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".into()).expect("null is JSON")
 }

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::codes;
+use crate::identity::Identity;
 use crate::json::{push_safe, push_string};
+use crate::publication::{Kind, Publication};
+use crate::store::StoredMessage;
 
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 128;
@@ -30,7 +33,20 @@ pub enum Upstream {
     Echo { data: Box<RawValue>, cid: Option<String> },
     /// Every frame up to `seq` is processed.
     Ack { seq: u64 },
+    /// The user is typing in `room` (ephemeral, never stored).
+    Typing { room: String },
+    /// The user has read `room` up to message `id`.
+    Read { room: String, id: u64, cid: Option<String> },
+    /// A page of the room's history.
+    History { room: String, before: Option<u64>, after: Option<u64>, limit: usize, cid: Option<String> },
+    /// Who is present in `room`.
+    Who { room: String, cid: Option<String> },
+    /// The user's rooms with unread counts.
+    Rooms { cid: Option<String> },
 }
+
+/// Largest history page.
+pub const MAX_HISTORY_PAGE: usize = 500;
 
 impl Upstream {
     /// The client id of this frame, if it has one.
@@ -39,8 +55,12 @@ impl Upstream {
             Upstream::Join { cid, .. }
             | Upstream::Leave { cid, .. }
             | Upstream::Publish { cid, .. }
-            | Upstream::Echo { cid, .. } => cid.as_deref(),
-            Upstream::Ack { .. } => None,
+            | Upstream::Echo { cid, .. }
+            | Upstream::Read { cid, .. }
+            | Upstream::History { cid, .. }
+            | Upstream::Who { cid, .. }
+            | Upstream::Rooms { cid } => cid.as_deref(),
+            Upstream::Ack { .. } | Upstream::Typing { .. } => None,
         }
     }
 }
@@ -66,6 +86,10 @@ struct WireFrame {
     cid: Option<String>,
     data: Option<Box<RawValue>>,
     seq: Option<u64>,
+    id: Option<u64>,
+    before: Option<u64>,
+    after: Option<u64>,
+    limit: Option<usize>,
 }
 
 /// Parses a body holding one frame or an array of frames. `Err` means the
@@ -142,6 +166,20 @@ fn validate(wire: WireFrame) -> Result<Upstream, FrameError> {
             Some(seq) => Ok(Upstream::Ack { seq }),
             None => Err(fail(&cid, "an ack frame needs \"seq\"".into())),
         },
+        Some("typing") => Ok(Upstream::Typing { room: room(&cid, wire.room)? }),
+        Some("read") => match wire.id {
+            Some(id) => Ok(Upstream::Read { room: room(&cid, wire.room)?, id, cid }),
+            None => Err(fail(&cid, "a read frame needs the message \"id\"".into())),
+        },
+        Some("history") => Ok(Upstream::History {
+            room: room(&cid, wire.room)?,
+            before: wire.before,
+            after: wire.after,
+            limit: wire.limit.unwrap_or(50).clamp(1, MAX_HISTORY_PAGE),
+            cid,
+        }),
+        Some("who") => Ok(Upstream::Who { room: room(&cid, wire.room)?, cid }),
+        Some("rooms") => Ok(Upstream::Rooms { cid }),
         Some(other) => Err(fail(&cid, format!("unknown frame type {other:?}"))),
         None => Err(fail(&cid, "a frame needs a \"type\"".into())),
     }
@@ -240,18 +278,137 @@ impl BodyWriter {
     }
 }
 
-/// Body of a `msg` frame: encoded once per publish, shared by every member.
+/// Body of a `msg` frame with no stored id (tests, adapters).
 pub fn msg_body(room: &str, from: &str, data: &RawValue) -> Bytes {
-    BodyWriter::new("msg")
-        .string("room", room)
-        .string("from", from)
-        .raw("data", data.get())
-        .body()
+    publication_body(&Publication::new(room, from, data.to_owned()))
 }
 
-/// Body of an `ack` frame.
-pub fn ack_body(cid: &str) -> Bytes {
-    BodyWriter::new("ack").string("cid", cid).body()
+/// The native frame body of a room publication: encoded once per publish,
+/// shared by every native member.
+pub fn publication_body(p: &Publication) -> Bytes {
+    let mut w = match p.kind {
+        Kind::Message => {
+            let mut w = BodyWriter::new("msg");
+            w.string("room", &p.room);
+            if p.id > 0 {
+                w.number("id", p.id);
+            }
+            w.number("ts", p.ts).string("from", &p.from).string("user", &p.user).string("name", &p.name);
+            w.raw("data", p.data.get());
+            return w.body();
+        }
+        Kind::PresenceJoin | Kind::PresenceLeave => {
+            let mut w = BodyWriter::new("presence");
+            w.string("room", &p.room)
+                .string("user", &p.user)
+                .string("name", &p.name)
+                .string("state", if p.kind == Kind::PresenceJoin { "join" } else { "leave" });
+            w
+        }
+        Kind::Typing => {
+            let mut w = BodyWriter::new("typing");
+            w.string("room", &p.room).string("user", &p.user).string("name", &p.name);
+            w
+        }
+        Kind::Read => {
+            let mut w = BodyWriter::new("read");
+            w.string("room", &p.room).string("user", &p.user).number("id", p.id);
+            w
+        }
+    };
+    w.body()
+}
+
+/// Body of an `ack` frame; `id` is the stored message id of a publish.
+pub fn ack_body(cid: &str, id: Option<u64>) -> Bytes {
+    let mut w = BodyWriter::new("ack");
+    w.string("cid", cid);
+    if let Some(id) = id {
+        w.number("id", id);
+    }
+    w.body()
+}
+
+/// Body of a `history` answer.
+pub fn history_body(cid: Option<&str>, room: &str, messages: &[StoredMessage]) -> Bytes {
+    let mut w = BodyWriter::new("history");
+    if let Some(cid) = cid {
+        w.string("cid", cid);
+    }
+    w.string("room", room).key("messages");
+    w.0.push(b'[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            w.0.push(b',');
+        }
+        w.0.push(b'{');
+        let mut item = BodyWriter(Vec::new());
+        item.0.extend_from_slice(b"\"id\":");
+        item.0.extend_from_slice(m.id.to_string().as_bytes());
+        item.number("ts", m.ts).string("user", &m.user).string("name", &m.name).raw("data", m.data.get());
+        w.0.extend_from_slice(&item.0);
+        w.0.push(b'}');
+    }
+    w.0.push(b']');
+    w.body()
+}
+
+/// Body of a `who` answer: the users present in a room.
+pub fn who_body(cid: Option<&str>, room: &str, users: &[(String, String)]) -> Bytes {
+    let mut w = BodyWriter::new("who");
+    if let Some(cid) = cid {
+        w.string("cid", cid);
+    }
+    w.string("room", room).key("users");
+    w.0.push(b'[');
+    for (i, (user, name)) in users.iter().enumerate() {
+        if i > 0 {
+            w.0.push(b',');
+        }
+        w.0.extend_from_slice(b"{\"user\":");
+        push_string(&mut w.0, user);
+        w.0.extend_from_slice(b",\"name\":");
+        push_string(&mut w.0, name);
+        w.0.push(b'}');
+    }
+    w.0.push(b']');
+    w.body()
+}
+
+/// One room in a `rooms` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// Room name.
+    pub room: String,
+    /// Highest message id.
+    pub last_id: u64,
+    /// The user's read mark.
+    pub read: u64,
+    /// Messages above the read mark.
+    pub unread: u64,
+}
+
+/// Body of a `rooms` frame: the user's rooms with unread counts.
+pub fn rooms_body(cid: Option<&str>, rooms: &[RoomSummary]) -> Bytes {
+    let mut w = BodyWriter::new("rooms");
+    if let Some(cid) = cid {
+        w.string("cid", cid);
+    }
+    w.key("rooms");
+    w.0.push(b'[');
+    for (i, r) in rooms.iter().enumerate() {
+        if i > 0 {
+            w.0.push(b',');
+        }
+        w.0.extend_from_slice(b"{\"room\":");
+        push_string(&mut w.0, &r.room);
+        let mut item = BodyWriter(Vec::new());
+        item.number("last_id", r.last_id).number("read", r.read).number("unread", r.unread);
+        w.0.extend_from_slice(&item.0);
+        w.0.push(b'}');
+    }
+    w.0.push(b']');
+    w.body()
 }
 
 /// Body of an `echo` answer.
@@ -273,11 +430,13 @@ pub fn error_body(cid: Option<&str>, code: u16, message: &str) -> Bytes {
 }
 
 /// The `welcome` control frame.
-pub fn welcome(sid: &str, public_id: &str, resumed: bool, heartbeat_ms: u64) -> Downstream {
+pub fn welcome(sid: &str, public_id: &str, identity: &Identity, resumed: bool, heartbeat_ms: u64) -> Downstream {
     Downstream::Control(
         BodyWriter::new("welcome")
             .string("sid", sid)
             .string("id", public_id)
+            .string("user", &identity.user)
+            .string("name", &identity.name)
             .boolean("resumed", resumed)
             .number("heartbeat", heartbeat_ms)
             .number("version", 1)

@@ -18,6 +18,10 @@
 //!   shutdown.
 //! - [`hub`]: rooms and fan-out; one lock per room gives every member the
 //!   same order.
+//! - [`identity`]: users, credentials, the development-mode authenticator.
+//! - [`store`]: the durable side (history, rooms, memberships, read marks)
+//!   behind a narrow trait, with an in-memory implementation.
+//! - `dispatch`: applying upstream frames (chat, receipts, typing, queries).
 //! - [`codes`]: the documented error and close codes.
 //!
 //! Nothing here knows HTTP: transports call [`Core::attach`],
@@ -26,6 +30,7 @@
 pub mod codes;
 pub mod frame;
 pub mod hub;
+pub mod identity;
 pub mod id;
 pub mod json;
 pub mod limits;
@@ -33,8 +38,11 @@ pub mod outbox;
 pub mod publication;
 pub mod registry;
 pub mod session;
+pub mod store;
 
 mod core;
+mod dispatch;
 
-pub use crate::core::{AttachError, Attached, Core, UpstreamError};
+pub use crate::core::{AttachError, Attached, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM};
+pub use crate::dispatch::{dm_members, dm_room, DM_PREFIX};
 pub use limits::SessionLimits;

@@ -15,6 +15,12 @@ pub struct SessionLimits {
     pub cid_window: usize,
     /// Interval of heartbeats announced in the `welcome` frame.
     pub heartbeat: Duration,
+    /// Chat messages per second per session, and the burst allowed.
+    pub rate_messages: (f64, f64),
+    /// Typing indicators per second per session, and the burst.
+    pub rate_typing: (f64, f64),
+    /// Joins per second per session, and the burst.
+    pub rate_joins: (f64, f64),
 }
 
 impl Default for SessionLimits {
@@ -25,6 +31,9 @@ impl Default for SessionLimits {
             outbox_max_bytes: 1024 * 1024,
             cid_window: 1024,
             heartbeat: Duration::from_secs(25),
+            rate_messages: (50.0, 200.0),
+            rate_typing: (2.0, 4.0),
+            rate_joins: (10.0, 50.0),
         }
     }
 }

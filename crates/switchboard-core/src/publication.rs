@@ -24,26 +24,93 @@ pub const NATIVE: FormatId = FormatId(0);
 pub trait Encoder: Send + Sync + fmt::Debug {
     /// This format's cache slot; equal ids must encode equally.
     fn format(&self) -> FormatId;
-    /// The frame body members of this format receive.
+    /// The frame body members of this format receive; empty when this
+    /// format has no way to show this kind (the member then gets nothing).
     fn encode(&self, publication: &Publication) -> Bytes;
 }
 
-/// One message published to a room.
+/// What a publication is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A chat message (stored, with an id).
+    Message,
+    /// The user came online in the room.
+    PresenceJoin,
+    /// The user's last session left the room.
+    PresenceLeave,
+    /// The user is typing (ephemeral).
+    Typing,
+    /// The user has read the room up to `id`.
+    Read,
+}
+
+/// One message or event published to a room.
 #[derive(Debug)]
 pub struct Publication {
+    /// What it is.
+    pub kind: Kind,
     /// The room.
     pub room: String,
-    /// Who published it, as shown to members.
+    /// The public id of the publishing session (`system` from the API).
     pub from: String,
-    /// The message, raw JSON.
+    /// The user id of the publisher.
+    pub user: String,
+    /// The publisher's display name.
+    pub name: String,
+    /// Message id within the room (0 for events other than messages; the
+    /// read mark for [`Kind::Read`]).
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The message, raw JSON (`null` for events).
     pub data: Box<RawValue>,
     encoded: [OnceLock<Bytes>; MAX_FORMATS],
 }
 
 impl Publication {
-    /// A publication not yet encoded for anyone.
+    /// A plain message not from any stored history (protocol adapters,
+    /// tests): user and name are `from`, id 0.
     pub fn new(room: impl Into<String>, from: impl Into<String>, data: Box<RawValue>) -> Self {
-        Self { room: room.into(), from: from.into(), data, encoded: Default::default() }
+        let from = from.into();
+        Self::event(Kind::Message, room, from.clone(), from.clone(), from, 0, data)
+    }
+
+    /// Any publication, fields given.
+    pub fn event(
+        kind: Kind,
+        room: impl Into<String>,
+        from: impl Into<String>,
+        user: impl Into<String>,
+        name: impl Into<String>,
+        id: u64,
+        data: Box<RawValue>,
+    ) -> Self {
+        Self {
+            kind,
+            room: room.into(),
+            from: from.into(),
+            user: user.into(),
+            name: name.into(),
+            id,
+            ts: crate::store::now_ms(),
+            data,
+            encoded: Default::default(),
+        }
+    }
+
+    /// A stored chat message, published by the session with public id `from`.
+    pub fn stored(message: &crate::store::StoredMessage, from: &str) -> Self {
+        let mut p = Self::event(
+            Kind::Message,
+            message.room.as_str(),
+            from,
+            message.user.as_str(),
+            message.name.as_str(),
+            message.id,
+            message.data.clone(),
+        );
+        p.ts = message.ts;
+        p
     }
 
     /// The frame body for `encoder`'s format, encoded on first use.
@@ -66,7 +133,7 @@ impl Encoder for NativeEncoder {
     }
 
     fn encode(&self, p: &Publication) -> Bytes {
-        crate::frame::msg_body(&p.room, &p.from, &p.data)
+        crate::frame::publication_body(p)
     }
 }
 

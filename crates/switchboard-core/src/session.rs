@@ -5,7 +5,7 @@
 //! generation number: the attachment holding the old number sees it changed
 //! and ends with `close` 4000, so two downstreams never read the same frames.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::codes;
 use crate::frame::{self, Downstream};
 use crate::id::{PublicId, SessionId};
+use crate::identity::Identity;
 use crate::limits::SessionLimits;
 use crate::outbox::Outbox;
 use crate::publication::Encoder;
@@ -26,6 +27,7 @@ use crate::publication::Encoder;
 pub struct Session {
     id: SessionId,
     public_id: String,
+    identity: Identity,
     encoder: Arc<dyn Encoder>,
     state: Mutex<State>,
     /// Woken whenever something an attachment waits for changes.
@@ -41,9 +43,34 @@ struct State {
     attached: bool,
     detached_at: Instant,
     ended: bool,
+    kicked: bool,
     shutting_down: bool,
     cids: CidWindow,
     rooms: HashSet<String>,
+    buckets: [TokenBucket; 3],
+}
+
+/// What a session may do how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// Chat messages (publish).
+    Messages = 0,
+    /// Typing indicators.
+    Typing = 1,
+    /// Joins.
+    Joins = 2,
+}
+
+/// Where a `cid` stands in this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidState {
+    /// Never seen: apply the frame (it is now marked pending).
+    New,
+    /// Being applied (a publish waiting for the store): ignore the retry;
+    /// the answer will come.
+    Pending,
+    /// Applied: answer again with this body.
+    Done(Bytes),
 }
 
 /// Why an attachment has nothing more to deliver.
@@ -55,6 +82,8 @@ pub enum EndReason {
     SessionEnded,
     /// The server is shutting down.
     ShuttingDown,
+    /// The user was disconnected through the HTTP API.
+    Kicked,
 }
 
 impl EndReason {
@@ -74,15 +103,28 @@ impl EndReason {
             EndReason::ShuttingDown => {
                 frame::close(codes::SHUTTING_DOWN, "server shutting down; resume shortly", true)
             }
+            EndReason::Kicked => frame::close(codes::KICKED, "disconnected by the server", false),
+        }
+    }
+
+    /// The close code of [`EndReason::close_frame`].
+    pub fn code(self) -> u16 {
+        match self {
+            EndReason::Superseded => codes::SUPERSEDED,
+            EndReason::SessionEnded => codes::SESSION_NOT_FOUND,
+            EndReason::ShuttingDown => codes::SHUTTING_DOWN,
+            EndReason::Kicked => codes::KICKED,
         }
     }
 }
 
 impl Session {
-    pub(crate) fn new(limits: &SessionLimits, encoder: Arc<dyn Encoder>) -> Arc<Self> {
+    pub(crate) fn new(limits: &SessionLimits, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Self> {
+        let bucket = |(rate, burst): (f64, f64)| TokenBucket::new(rate, burst);
         Arc::new(Self {
             id: SessionId::random(),
             public_id: PublicId::random().to_string(),
+            identity,
             encoder,
             state: Mutex::new(State {
                 outbox: Outbox::new(limits.outbox_max_frames, limits.outbox_max_bytes),
@@ -90,9 +132,15 @@ impl Session {
                 attached: false,
                 detached_at: Instant::now(),
                 ended: false,
+                kicked: false,
                 shutting_down: false,
                 cids: CidWindow::new(limits.cid_window),
                 rooms: HashSet::new(),
+                buckets: [
+                    bucket(limits.rate_messages),
+                    bucket(limits.rate_typing),
+                    bucket(limits.rate_joins),
+                ],
             }),
             wake: Notify::new(),
         })
@@ -106,6 +154,26 @@ impl Session {
     /// The public id other members see as `from`.
     pub fn public_id(&self) -> &str {
         &self.public_id
+    }
+
+    /// The user this session belongs to.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Takes one token of `rate`; false when over the limit.
+    pub fn allow(&self, rate: Rate) -> bool {
+        self.state.lock().buckets[rate as usize].take(Instant::now())
+    }
+
+    /// Rooms this session has joined.
+    pub fn rooms(&self) -> Vec<String> {
+        self.state.lock().rooms.iter().cloned().collect()
+    }
+
+    /// Whether a downstream is attached now.
+    pub fn is_attached(&self) -> bool {
+        self.state.lock().attached
     }
 
     /// The wire format room messages are encoded in for this session.
@@ -156,13 +224,18 @@ impl Session {
         Ok(attachment)
     }
 
-    /// Whether `cid` was applied before; remembers it if not.
-    pub(crate) fn first_time(&self, cid: &str) -> bool {
-        self.state.lock().cids.insert(cid)
+    /// Where `cid` stands; a new one is marked pending.
+    pub fn begin_cid(&self, cid: &str) -> CidState {
+        self.state.lock().cids.begin(cid)
     }
 
-    /// Forgets an applied cid (its frame failed after all).
-    pub(crate) fn forget_cid(&self, cid: &str) {
+    /// The frame `cid` was applied; `answer` is sent again on a retry.
+    pub fn finish_cid(&self, cid: &str, answer: Bytes) {
+        self.state.lock().cids.finish(cid, answer);
+    }
+
+    /// Forgets a cid (its frame failed: a retry applies it again).
+    pub fn forget_cid(&self, cid: &str) {
         self.state.lock().cids.remove(cid);
     }
 
@@ -202,6 +275,13 @@ impl Session {
         let rooms = end(&mut self.state.lock());
         self.wake.notify_waiters();
         rooms
+    }
+
+    /// Marks the session as disconnected by the server: its attachment ends
+    /// with close 4005.
+    pub(crate) fn kick(&self) {
+        self.state.lock().kicked = true;
+        self.wake.notify_waiters();
     }
 
     pub(crate) fn begin_shutdown(&self) {
@@ -257,6 +337,9 @@ impl Attachment {
     /// What is ready now: `None` when nothing is.
     pub fn try_batch(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
         let state = self.session.state.lock();
+        if state.kicked {
+            return Some(Err(EndReason::Kicked));
+        }
         if state.generation != self.generation {
             return Some(Err(EndReason::Superseded));
         }
@@ -290,22 +373,24 @@ impl Drop for Attachment {
     }
 }
 
-/// The last N cids applied, for de-duplicating retried frames.
+/// The last N cids seen, with their answers, for de-duplicating retries.
 #[derive(Debug)]
 struct CidWindow {
     order: VecDeque<String>,
-    seen: HashSet<String>,
+    seen: HashMap<String, Option<Bytes>>,
     capacity: usize,
 }
 
 impl CidWindow {
     fn new(capacity: usize) -> Self {
-        Self { order: VecDeque::new(), seen: HashSet::new(), capacity: capacity.max(1) }
+        Self { order: VecDeque::new(), seen: HashMap::new(), capacity: capacity.max(1) }
     }
 
-    fn insert(&mut self, cid: &str) -> bool {
-        if self.seen.contains(cid) {
-            return false;
+    fn begin(&mut self, cid: &str) -> CidState {
+        match self.seen.get(cid) {
+            Some(Some(answer)) => return CidState::Done(answer.clone()),
+            Some(None) => return CidState::Pending,
+            None => {}
         }
         if self.order.len() == self.capacity {
             if let Some(old) = self.order.pop_front() {
@@ -313,13 +398,46 @@ impl CidWindow {
             }
         }
         self.order.push_back(cid.to_owned());
-        self.seen.insert(cid.to_owned());
-        true
+        self.seen.insert(cid.to_owned(), None);
+        CidState::New
+    }
+
+    fn finish(&mut self, cid: &str, answer: Bytes) {
+        if let Some(slot) = self.seen.get_mut(cid) {
+            *slot = Some(answer);
+        }
     }
 
     fn remove(&mut self, cid: &str) {
-        if self.seen.remove(cid) {
+        if self.seen.remove(cid).is_some() {
             self.order.retain(|c| c != cid);
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self { rate, burst, tokens: burst, at: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum PollFormat<'a> {
 
 /// Answers one poll request.
 pub async fn respond(core: &Core, params: &Params, format: PollFormat<'_>, hold: Duration, max: usize) -> Response<Body> {
-    let frames = match core.attach(params.sid.as_deref(), params.last) {
+    let frames = match core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
         Err(e) => vec![e.close_frame()],
         Ok(attached) if attached.created => vec![attached.welcome],
         Ok(mut attached) => {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use switchboard_core::identity::Credentials;
+
 /// Longest accepted callback name.
 pub const MAX_CALLBACK_CHARS: usize = 64;
 
@@ -16,6 +18,9 @@ pub struct Params {
     pub wait: Option<Duration>,
     /// JSONP / htmlfile callback name, validated.
     pub callback: Option<String>,
+    /// Who the client says it is (`token`, `name`, or the
+    /// `Authorization: Bearer` header added by the router).
+    pub credentials: Credentials,
 }
 
 /// Parses a query string; `Err` is a message for a 400 answer.
@@ -35,6 +40,8 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
                     .map_err(|_| format!("wait must be milliseconds, got {value:?}"))?;
                 params.wait = Some(Duration::from_millis(ms));
             }
+            "token" if !value.is_empty() => params.credentials.token = Some(value.into_owned()),
+            "name" if !value.is_empty() => params.credentials.name = Some(value.into_owned()),
             "callback" => {
                 if !valid_callback(&value) {
                     return Err(format!(

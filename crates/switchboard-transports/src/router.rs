@@ -60,10 +60,13 @@ impl Switchboard {
     }
 
     async fn route(&self, request: Request<Incoming>) -> Response<Body> {
-        let params = match query::parse(request.uri().query()) {
+        let mut params = match query::parse(request.uri().query()) {
             Ok(params) => params,
             Err(message) => return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message),
         };
+        if let Some(token) = bearer(request.headers()) {
+            params.credentials.token = Some(token);
+        }
         let config = &self.config;
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
@@ -93,11 +96,13 @@ impl Switchboard {
                         }
                     }
                 }
-                self.stream(&params, StreamFormat::EventSource, "text/event-stream; charset=utf-8")
+                self.stream(&params, StreamFormat::EventSource, "text/event-stream; charset=utf-8").await
             }
-            "/v1/stream" => self.stream(&params, StreamFormat::NdJson, "application/x-ndjson"),
+            "/v1/stream" => self.stream(&params, StreamFormat::NdJson, "application/x-ndjson").await,
             "/v1/htmlfile" => match params.callback.clone() {
-                Some(callback) => self.stream(&params, StreamFormat::HtmlFile { callback }, "text/html; charset=utf-8"),
+                Some(callback) => {
+                    self.stream(&params, StreamFormat::HtmlFile { callback }, "text/html; charset=utf-8").await
+                }
                 None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter"),
             },
             "/v1/poll" => {
@@ -115,8 +120,8 @@ impl Switchboard {
         }
     }
 
-    fn stream(&self, params: &query::Params, format: StreamFormat, content_type: &'static str) -> Response<Body> {
-        let body = match self.core.attach(params.sid.as_deref(), params.last) {
+    async fn stream(&self, params: &query::Params, format: StreamFormat, content_type: &'static str) -> Response<Body> {
+        let body = match self.core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
             Err(e) => streaming::single(&format, &e.close_frame()),
             Ok(attached) => {
                 tracing::debug!(sid = ?attached.attachment.session().id(), transport = ?format, "stream attached");
@@ -137,4 +142,11 @@ impl Switchboard {
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
 }

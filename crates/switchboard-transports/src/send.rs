@@ -43,6 +43,6 @@ pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, bod
         }
     };
     let accepted = frames.len();
-    core.apply(&session, frames);
+    core.apply(&session, frames).await;
     response::complete(StatusCode::OK, "application/json", format!("{{\"accepted\":{accepted}}}"))
 }

@@ -88,10 +88,10 @@ async fn serve<S>(core: Arc<Core>, config: Arc<TransportConfig>, params: Params,
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let attached = match core.attach(params.sid.as_deref(), params.last) {
+    let attached = match core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
         Ok(attached) => attached,
         Err(e) => {
-            let _ = close_with(&mut ws, &e.close_frame(), codes::SESSION_NOT_FOUND, "unknown or expired session").await;
+            let _ = close_with(&mut ws, &e.close_frame(), e.code(), &e.to_string()).await;
             return;
         }
     };
@@ -120,12 +120,7 @@ where
                     }
                 }
                 Err(reason) => {
-                    let code = match reason {
-                        switchboard_core::session::EndReason::Superseded => codes::SUPERSEDED,
-                        switchboard_core::session::EndReason::SessionEnded => codes::SESSION_NOT_FOUND,
-                        switchboard_core::session::EndReason::ShuttingDown => codes::SHUTTING_DOWN,
-                    };
-                    let _ = close_with(ws, &reason.close_frame(), code, "attachment ended").await;
+                    let _ = close_with(ws, &reason.close_frame(), reason.code(), "attachment ended").await;
                     return;
                 }
             },
@@ -166,7 +161,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match frame::parse_batch(text, config.max_batch, config.max_frame_bytes) {
-        Ok(frames) => core.apply(attachment.session(), frames),
+        Ok(frames) => core.apply(attachment.session(), frames).await,
         Err(e) => {
             let _ = send_frames(ws, &[frame::attachment_error(e.code, &e.message)]).await;
         }

@@ -1,0 +1,295 @@
+//! Applying upstream frames: rooms, chat messages, receipts, typing,
+//! queries. Every answer (ack, echo, error, query result) is queued as a
+//! sequenced frame of the session, so it survives a dropped transport.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::codes;
+use crate::core::{null, Core};
+use crate::frame::{self, FrameError, Upstream};
+use crate::publication::{Kind, Publication};
+use crate::session::{CidState, Rate, Session};
+use crate::store::{now_ms, Appended, HistoryQuery, NewMessage, StoreError, StoredMessage};
+
+/// Prefix of direct-message room names: `dm:<user a>:<user b>`, a < b.
+pub const DM_PREFIX: &str = "dm:";
+
+/// The canonical direct-message room of two users.
+pub fn dm_room(a: &str, b: &str) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{DM_PREFIX}{lo}:{hi}")
+}
+
+/// The two users of a direct-message room, if `room` is one (canonical
+/// form only).
+pub fn dm_members(room: &str) -> Option<(&str, &str)> {
+    let (a, b) = room.strip_prefix(DM_PREFIX)?.split_once(':')?;
+    (!a.is_empty() && !b.is_empty() && !b.contains(':') && a < b).then_some((a, b))
+}
+
+type Refusal = (u16, String);
+
+impl Core {
+    /// Applies upstream frames in order; answers (ack, echo, error, query
+    /// results) are queued as sequenced frames of the session.
+    pub async fn apply(&self, session: &Arc<Session>, frames: Vec<Result<Upstream, FrameError>>) {
+        for frame in frames {
+            metrics::counter!("switchboard_frames_in_total").increment(1);
+            match frame {
+                Ok(frame) => self.apply_one(session, frame).await,
+                Err(e) => refuse(session, e.cid.as_deref(), (e.code, e.message)),
+            }
+        }
+    }
+
+    async fn apply_one(&self, session: &Arc<Session>, frame: Upstream) {
+        match frame {
+            Upstream::Ack { seq } => return session.ack(seq),
+            Upstream::Typing { room } => return self.typing(session, &room),
+            _ => {}
+        }
+        let cid = frame.cid().map(str::to_owned);
+        if let Some(cid) = &cid {
+            match session.begin_cid(cid) {
+                CidState::New => {}
+                CidState::Pending => return,
+                CidState::Done(answer) => {
+                    session.push(answer);
+                    return;
+                }
+            }
+        }
+        let cid = cid.as_deref();
+        let result: Result<Option<Bytes>, Refusal> = match frame {
+            Upstream::Join { room, .. } => self.join_checked(session, &room).await.map(|()| None),
+            Upstream::Leave { room, .. } => {
+                self.leave(session, &room);
+                if let Err(e) = self.store.remove_member(&room, &session.identity().user).await {
+                    tracing::warn!(error = %e, "cannot drop membership");
+                }
+                Ok(None)
+            }
+            Upstream::Publish { room, data, .. } => {
+                if !session.in_room(&room) {
+                    Err((codes::FORBIDDEN, format!("join room {room:?} before publishing to it")))
+                } else if !session.allow(Rate::Messages) {
+                    Err((codes::RATE_LIMITED, "too many messages; slow down".into()))
+                } else {
+                    // The answer comes from the store's callback.
+                    self.store_and_publish(session, room, data, cid);
+                    return;
+                }
+            }
+            Upstream::Echo { data, .. } => Ok(Some(frame::echo_body(cid, &data))),
+            Upstream::Read { room, id, .. } => self.read(session, &room, id).await.map(|()| None),
+            Upstream::History { room, before, after, limit, .. } => {
+                match self.may_read(session, &room).await {
+                    Err(e) => Err(e),
+                    Ok(()) => match self.store.history(&room, HistoryQuery { before, after, limit }).await {
+                        Ok(page) => Ok(Some(frame::history_body(cid, &room, &page))),
+                        Err(e) => Err(store_refusal(&e)),
+                    },
+                }
+            }
+            Upstream::Who { room, .. } => match self.may_read(session, &room).await {
+                Ok(()) => Ok(Some(frame::who_body(cid, &room, &self.hub.who(&room)))),
+                Err(e) => Err(e),
+            },
+            Upstream::Rooms { .. } => match self.room_summaries(&session.identity().user).await {
+                Ok(rooms) => Ok(Some(frame::rooms_body(cid, &rooms))),
+                Err(e) => Err(store_refusal(&e)),
+            },
+            Upstream::Ack { .. } | Upstream::Typing { .. } => unreachable!("handled above"),
+        };
+        match result {
+            Ok(answer) => {
+                let answer = answer.or_else(|| cid.map(|c| frame::ack_body(c, None)));
+                if let Some(answer) = answer {
+                    if let Some(cid) = cid {
+                        session.finish_cid(cid, answer.clone());
+                    }
+                    session.push(answer);
+                }
+            }
+            Err(refusal) => {
+                if let Some(cid) = cid {
+                    session.forget_cid(cid);
+                }
+                refuse(session, cid, refusal);
+            }
+        }
+    }
+
+    /// Joins after checking the user may: the token's room claim, DM
+    /// participants, private-room membership; and the join rate.
+    async fn join_checked(&self, session: &Arc<Session>, room: &str) -> Result<(), Refusal> {
+        if session.in_room(room) {
+            return Ok(());
+        }
+        if !session.allow(Rate::Joins) {
+            return Err((codes::RATE_LIMITED, "too many joins; slow down".into()));
+        }
+        self.may_join(session, room).await?;
+        let user = &session.identity().user;
+        self.store.add_member(room, user).await.map_err(|e| store_refusal(&e))?;
+        self.join(session, room);
+        Ok(())
+    }
+
+    /// Whether the session's user may join `room`.
+    pub async fn may_join(&self, session: &Session, room: &str) -> Result<(), Refusal> {
+        let identity = session.identity();
+        if !identity.claim_allows(room) {
+            return Err((codes::FORBIDDEN, format!("your token does not allow room {room:?}")));
+        }
+        if room.starts_with(DM_PREFIX) {
+            return match dm_members(room) {
+                Some((a, b)) if a == identity.user || b == identity.user => Ok(()),
+                Some(_) => Err((codes::FORBIDDEN, "a direct-message room is only for its two users".into())),
+                None => Err((
+                    codes::BAD_REQUEST,
+                    "a direct-message room is named dm:<user a>:<user b> with a < b".into(),
+                )),
+            };
+        }
+        let info = self.store.room(room).await.map_err(|e| store_refusal(&e))?;
+        if info.is_some_and(|r| r.private) {
+            let listed = identity.rooms.as_ref().is_some_and(|r| r.iter().any(|x| x == room));
+            let member = self.store.is_member(room, &identity.user).await.map_err(|e| store_refusal(&e))?;
+            if !listed && !member {
+                return Err((codes::FORBIDDEN, format!("room {room:?} is private; you are not a member")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reading a room's history or presence: members, or whoever may join.
+    async fn may_read(&self, session: &Session, room: &str) -> Result<(), Refusal> {
+        if session.in_room(room) {
+            return Ok(());
+        }
+        self.may_join(session, room).await
+    }
+
+    fn typing(&self, session: &Arc<Session>, room: &str) {
+        if !session.in_room(room) {
+            return refuse(session, None, (codes::FORBIDDEN, format!("join room {room:?} before typing in it")));
+        }
+        if !session.allow(Rate::Typing) {
+            return refuse(session, None, (codes::RATE_LIMITED, "too many typing events".into()));
+        }
+        let id = session.identity();
+        let event = Publication::event(Kind::Typing, room, session.public_id(), &id.user, &id.name, 0, null());
+        self.hub.publish(&event, Some(&id.user));
+    }
+
+    async fn read(&self, session: &Arc<Session>, room: &str, id: u64) -> Result<(), Refusal> {
+        self.may_read(session, room).await?;
+        let user = &session.identity().user;
+        let mark = self.store.set_read(user, room, id).await.map_err(|e| store_refusal(&e))?;
+        let identity = session.identity();
+        let event = Publication::event(Kind::Read, room, session.public_id(), user, &identity.name, mark, null());
+        self.hub.publish(&event, None);
+        Ok(())
+    }
+
+    /// Stores a chat message, then (in the store's id order) fans it out and
+    /// acks the sender with its id. A store failure answers with an error
+    /// and delivers nothing.
+    fn store_and_publish(
+        &self,
+        session: &Arc<Session>,
+        room: String,
+        data: Box<serde_json::value::RawValue>,
+        cid: Option<&str>,
+    ) {
+        let identity = session.identity();
+        let message = NewMessage {
+            room,
+            user: identity.user.clone(),
+            name: identity.name.clone(),
+            data,
+            ts: now_ms(),
+            cid: cid.map(str::to_owned),
+        };
+        let hub = Arc::clone(&self.hub);
+        let session = Arc::clone(session);
+        let cid = cid.map(str::to_owned);
+        let started = std::time::Instant::now();
+        self.store.append(
+            message,
+            Box::new(move |result| {
+                metrics::histogram!("switchboard_store_append_seconds").record(started.elapsed().as_secs_f64());
+                match result {
+                    Ok(Appended { message, fresh }) => {
+                        if fresh {
+                            metrics::counter!("switchboard_messages_in_total").increment(1);
+                            hub.publish(&Publication::stored(&message, session.public_id()), None);
+                        }
+                        if let Some(cid) = cid {
+                            let ack = frame::ack_body(&cid, Some(message.id));
+                            session.finish_cid(&cid, ack.clone());
+                            session.push(ack);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(cid) = &cid {
+                            session.forget_cid(cid);
+                        }
+                        refuse(&session, cid.as_deref(), store_refusal(&e));
+                    }
+                }
+            }),
+        );
+    }
+
+    /// Stores and publishes a message on behalf of `user` (the HTTP API):
+    /// returns once it is durable and delivered.
+    pub async fn post_message(
+        &self,
+        room: &str,
+        user: &str,
+        name: &str,
+        data: Box<serde_json::value::RawValue>,
+        cid: Option<String>,
+    ) -> Result<Arc<StoredMessage>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let hub = Arc::clone(&self.hub);
+        let message = NewMessage { room: room.into(), user: user.into(), name: name.into(), data, ts: now_ms(), cid };
+        self.store.append(
+            message,
+            Box::new(move |result| {
+                if let Ok(Appended { message, fresh: true }) = &result {
+                    hub.publish(&Publication::stored(message, "system"), None);
+                }
+                let _ = tx.send(result.map(|a| a.message));
+            }),
+        );
+        rx.await.map_err(|_| StoreError("the store dropped the request".into()))?
+    }
+}
+
+fn refuse(session: &Session, cid: Option<&str>, (code, message): Refusal) {
+    metrics::counter!("switchboard_errors_total", "code" => code.to_string()).increment(1);
+    session.push(frame::error_body(cid, code, &message));
+}
+
+fn store_refusal(e: &StoreError) -> Refusal {
+    (codes::STORE_FAILED, format!("{e}; nothing was stored, try again"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_rooms_are_canonical() {
+        assert_eq!(dm_room("bob", "alice"), "dm:alice:bob");
+        assert_eq!(dm_members("dm:alice:bob"), Some(("alice", "bob")));
+        assert_eq!(dm_members("dm:bob:alice"), None);
+        assert_eq!(dm_members("dm:a:b:c"), None);
+        assert_eq!(dm_members("lobby"), None);
+    }
+}

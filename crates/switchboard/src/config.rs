@@ -49,6 +49,41 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// Log filter (`tracing` env-filter syntax), e.g. `info,switchboard=debug`.
     pub log: String,
+    /// Where the embedded history database lives.
+    pub data_dir: PathBuf,
+    /// History store: `sqlite` (a file under `data_dir`) or `memory`.
+    pub store: StoreKind,
+    /// HS256 secret for client JWTs. Without any key the server runs in
+    /// development mode (nicknames, no tokens).
+    pub jwt_secret: Option<String>,
+    /// PEM file of the RS256 or ES256 public key for client JWTs.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Algorithm of `jwt_public_key`: `RS256` or `ES256`.
+    pub jwt_algorithm: String,
+    /// Key of the server HTTP API (`Authorization: Bearer`); without it the
+    /// API answers 403.
+    pub api_key: Option<String>,
+    /// Most messages kept per room.
+    pub history_max_messages: usize,
+    /// Oldest message kept.
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
+    /// Chat messages per second per session (burst: 4×).
+    pub rate_messages: f64,
+    /// Typing events per second per session (burst: 2×).
+    pub rate_typing: f64,
+    /// Joins per second per session (burst: 5×).
+    pub rate_joins: f64,
+}
+
+/// Which history store a node uses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file under `data_dir`; survives restarts.
+    Sqlite,
+    /// In memory; lost on restart.
+    Memory,
 }
 
 impl Default for Config {
@@ -70,6 +105,17 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             static_dir: None,
             log: "info".into(),
+            data_dir: PathBuf::from("data"),
+            store: StoreKind::Sqlite,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_algorithm: "RS256".into(),
+            api_key: None,
+            history_max_messages: 10_000,
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
+            rate_messages: session.rate_messages.0,
+            rate_typing: session.rate_typing.0,
+            rate_joins: session.rate_joins.0,
         }
     }
 }
@@ -82,8 +128,16 @@ impl Config {
             outbox_max_frames: self.outbox_max_frames,
             outbox_max_bytes: self.outbox_max_bytes,
             heartbeat: self.heartbeat,
+            rate_messages: (self.rate_messages, self.rate_messages * 4.0),
+            rate_typing: (self.rate_typing, self.rate_typing * 2.0),
+            rate_joins: (self.rate_joins, self.rate_joins * 5.0),
             ..SessionLimits::default()
         }
+    }
+
+    /// How much history is kept.
+    pub fn retention(&self) -> switchboard_core::store::Retention {
+        switchboard_core::store::Retention { max_messages: self.history_max_messages, max_age: self.history_max_age }
     }
 
     /// The settings of the transport edge.

@@ -5,14 +5,19 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use switchboard_core::Core;
+use std::path::PathBuf;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_core::store::{MemoryStore, Store};
+use switchboard_core::{Core, CoreOptions};
+use switchboard_store_sqlite::SqliteStore;
 use switchboard_transports::response::{self, Body};
 use switchboard_transports::Switchboard;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::statics;
 
 /// A bound, not yet running server.
@@ -47,16 +52,22 @@ impl Server {
     /// (close 4002), the listener closes, and open connections get up to
     /// `shutdown_timeout` to finish.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        let core = Core::new(self.config.session_limits());
-        let reaper = core.spawn_reaper();
-        let edge = Switchboard::new(Arc::clone(&core), self.config.transport());
-        let static_dir = self.config.static_dir.clone().map(Arc::new);
-        let handler = move |request: Request<Incoming>| {
-            let edge = edge.clone();
-            let static_dir = static_dir.clone();
-            async move { route(&edge, static_dir.as_deref().map(|p| p.as_path()), request).await }
+        let app = match App::new(&self.config) {
+            Ok(app) => Arc::new(app),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return;
+            }
         };
-        let stopping = Arc::clone(&core);
+        let reaper = app.core.spawn_reaper();
+        let handler = {
+            let app = Arc::clone(&app);
+            move |request: Request<Incoming>| {
+                let app = Arc::clone(&app);
+                async move { app.route(request).await }
+            }
+        };
+        let stopping = Arc::clone(&app.core);
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: telling clients to reconnect");
@@ -86,16 +97,61 @@ impl ServerHandle {
     }
 }
 
-async fn route(edge: &Switchboard, static_dir: Option<&std::path::Path>, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path();
-    if Switchboard::owns(path) {
-        return edge.handle(request).await;
+/// Everything one server answers with: the core, the transport edge, the
+/// API, metrics and static files.
+struct App {
+    core: Arc<Core>,
+    edge: Switchboard,
+    static_dir: Option<PathBuf>,
+    api_key: Option<String>,
+    metrics: PrometheusHandle,
+}
+
+impl App {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = match config.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Sqlite => {
+                let path = config.data_dir.join("history.db");
+                tracing::info!(path = %path.display(), "history store");
+                Arc::new(SqliteStore::open(&path)?)
+            }
+        };
+        let authenticator = crate::authenticator(config)?;
+        let core = Core::with_options(CoreOptions {
+            limits: config.session_limits(),
+            store,
+            authenticator,
+            retention: config.retention(),
+        });
+        let edge = Switchboard::new(Arc::clone(&core), config.transport());
+        Ok(Self {
+            core,
+            edge,
+            static_dir: config.static_dir.clone(),
+            api_key: config.api_key.clone(),
+            metrics: crate::metrics_handle(),
+        })
     }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return response::error(StatusCode::METHOD_NOT_ALLOWED, switchboard_core::codes::BAD_REQUEST, "only GET here");
+
+    async fn route(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        if Switchboard::owns(path) {
+            return self.edge.handle(request).await;
+        }
+        if path.starts_with("/api/v1/") || path == "/api/v1" {
+            return crate::api::handle(&self.core, self.api_key.as_deref(), request).await;
+        }
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return response::error(StatusCode::METHOD_NOT_ALLOWED, switchboard_core::codes::BAD_REQUEST, "only GET here");
+        }
+        match path {
+            "/healthz" => response::complete(StatusCode::OK, "text/plain", "ok"),
+            "/metrics" => {
+                crate::record_gauges(&self.core);
+                response::complete(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+            }
+            _ => statics::serve(self.static_dir.as_deref(), path).await,
+        }
     }
-    if path == "/healthz" {
-        return response::complete(StatusCode::OK, "text/plain", "ok");
-    }
-    statics::serve(static_dir, path).await
 }

@@ -1,0 +1,360 @@
+//! The embedded history store: one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! One thread owns the connection. Appends queue on a channel; the thread
+//! takes every append waiting (up to [`MAX_GROUP`]) and writes them in one
+//! transaction, so "ack means durable" costs one fsync per group, not per
+//! message. Message ids are assigned by that thread in commit order and the
+//! completion callbacks run there in the same order, which is what keeps
+//! every room's fan-out in id order.
+//!
+//! Why SQLite (`rusqlite`, bundled): a single file, no service, decades of
+//! durability testing, WAL lets readers run beside the writer, and paging by
+//! `(room, id)` is a primary-key range scan.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::value::RawValue;
+use switchboard_core::store::{
+    now_ms, AppendDone, Appended, HistoryQuery, NewMessage, Retention, RoomInfo, Store, StoreError, StoreFuture,
+    StoredMessage,
+};
+
+/// Most appends written in one transaction.
+pub const MAX_GROUP: usize = 512;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Command {
+    Append(NewMessage, AppendDone),
+    Run(Job),
+}
+
+/// History in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path` and starts its
+    /// writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(err)?;
+        init(&mut conn).map_err(err)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("switchboard-sqlite".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StoreError(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.tx.send(Command::Run(Box::new(move |conn| {
+            let _ = reply.send(job(conn).map_err(err));
+        })));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError("the store thread has stopped".into()))?;
+            answer.await.map_err(|_| StoreError("the store thread has stopped".into()))?
+        })
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn init(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS messages (
+             room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
+             user TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, cid TEXT,
+             PRIMARY KEY (room, id)) WITHOUT ROWID;
+         CREATE UNIQUE INDEX IF NOT EXISTS messages_cid ON messages (room, user, cid) WHERE cid IS NOT NULL;
+         CREATE TABLE IF NOT EXISTS rooms (
+             name TEXT PRIMARY KEY, private INTEGER NOT NULL DEFAULT 0, last_id INTEGER NOT NULL DEFAULT 0)
+             WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS members (room TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (room, user))
+             WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS members_user ON members (user);
+         CREATE TABLE IF NOT EXISTS reads (user TEXT NOT NULL, room TEXT NOT NULL, id INTEGER NOT NULL,
+             PRIMARY KEY (user, room)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS offline (user TEXT NOT NULL, room TEXT NOT NULL, id INTEGER NOT NULL,
+             PRIMARY KEY (user, room)) WITHOUT ROWID;",
+    )
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(message, done) => {
+                    group.push((message, done));
+                    if group.len() < MAX_GROUP {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                Command::Run(job) => {
+                    commit_group(&mut conn, std::mem::take(&mut group));
+                    job(&mut conn);
+                }
+            }
+        }
+        commit_group(&mut conn, group);
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: Vec<(NewMessage, AppendDone)>) {
+    if group.is_empty() {
+        return;
+    }
+    let messages: Vec<&NewMessage> = group.iter().map(|(m, _)| m).collect();
+    match write_group(conn, &messages) {
+        Ok(results) => {
+            for ((_, done), result) in group.into_iter().zip(results) {
+                done(Ok(result));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "history append failed");
+            let message = e.to_string();
+            for (_, done) in group {
+                done(Err(StoreError(message.clone())));
+            }
+        }
+    }
+}
+
+fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Result<Vec<Appended>> {
+    let tx = conn.transaction()?;
+    let mut results = Vec::with_capacity(messages.len());
+    let mut last_ids: HashMap<&str, u64> = HashMap::new();
+    {
+        let mut find_cid = tx.prepare_cached("SELECT id, ts, name, data FROM messages WHERE room = ?1 AND user = ?2 AND cid = ?3")?;
+        let mut last = tx.prepare_cached("SELECT last_id FROM rooms WHERE name = ?1")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, id, ts, user, name, data, cid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for m in messages {
+            if let Some(cid) = &m.cid {
+                let earlier = find_cid
+                    .query_row(params![m.room, m.user, cid], |r| {
+                        Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                    })
+                    .optional()?;
+                if let Some((id, ts, name, data)) = earlier {
+                    let message = stored(&m.room, id, ts, &m.user, name, data);
+                    results.push(Appended { message: Arc::new(message), fresh: false });
+                    continue;
+                }
+            }
+            let id = match last_ids.get(m.room.as_str()) {
+                Some(id) => id + 1,
+                None => last.query_row([&m.room], |r| r.get::<_, u64>(0)).optional()?.unwrap_or(0) + 1,
+            };
+            last_ids.insert(&m.room, id);
+            insert.execute(params![m.room, id, m.ts, m.user, m.name, m.data.get(), m.cid])?;
+            let message = StoredMessage {
+                room: m.room.clone(),
+                id,
+                ts: m.ts,
+                user: m.user.clone(),
+                name: m.name.clone(),
+                data: m.data.clone(),
+            };
+            results.push(Appended { message: Arc::new(message), fresh: true });
+        }
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO rooms (name, last_id) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+        )?;
+        for (room, id) in &last_ids {
+            bump.execute(params![room, id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn stored(room: &str, id: u64, ts: u64, user: &str, name: String, data: String) -> StoredMessage {
+    let data = RawValue::from_string(data).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null"));
+    StoredMessage { room: room.into(), id, ts, user: user.into(), name, data }
+}
+
+fn room_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomInfo> {
+    Ok(RoomInfo { name: row.get(0)?, private: row.get::<_, i64>(1)? != 0, last_id: row.get(2)? })
+}
+
+impl Store for SqliteStore {
+    fn append(&self, message: NewMessage, done: AppendDone) {
+        if let Err(mpsc::SendError(Command::Append(_, done))) = self.tx.send(Command::Append(message, done)) {
+            done(Err(StoreError("the store thread has stopped".into())));
+        }
+    }
+
+    fn history(&self, room: &str, q: HistoryQuery) -> StoreFuture<'_, Vec<StoredMessage>> {
+        let room = room.to_owned();
+        self.run(move |conn| {
+            let after = q.after.unwrap_or(0) as i64;
+            let before = q.before.map_or(i64::MAX, |b| b as i64);
+            let newest_first = q.after.is_none() && q.before.is_some();
+            let sql = if newest_first {
+                "SELECT id, ts, user, name, data FROM messages WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4"
+            } else {
+                "SELECT id, ts, user, name, data FROM messages WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4"
+            };
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![room, after, before, q.limit as i64], |r| {
+                Ok(stored(&room, r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            if newest_first {
+                page.reverse();
+            }
+            Ok(page)
+        })
+    }
+
+    fn set_read(&self, user: &str, room: &str, id: u64) -> StoreFuture<'_, u64> {
+        let (user, room) = (user.to_owned(), room.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO reads (user, room, id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user, room) DO UPDATE SET id = max(id, excluded.id)",
+                params![user, room, id],
+            )?;
+            conn.query_row("SELECT id FROM reads WHERE user = ?1 AND room = ?2", params![user, room], |r| r.get(0))
+        })
+    }
+
+    fn read_marks(&self, user: &str) -> StoreFuture<'_, HashMap<String, u64>> {
+        let user = user.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT room, id FROM reads WHERE user = ?1")?;
+            let rows = stmt.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn count_after(&self, room: &str, after: u64) -> StoreFuture<'_, u64> {
+        let room = room.to_owned();
+        self.run(move |conn| {
+            conn.query_row("SELECT count(*) FROM messages WHERE room = ?1 AND id > ?2", params![room, after], |r| r.get(0))
+        })
+    }
+
+    fn room(&self, room: &str) -> StoreFuture<'_, Option<RoomInfo>> {
+        let room = room.to_owned();
+        self.run(move |conn| {
+            conn.query_row("SELECT name, private, last_id FROM rooms WHERE name = ?1", [room], room_info).optional()
+        })
+    }
+
+    fn rooms(&self) -> StoreFuture<'_, Vec<RoomInfo>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT name, private, last_id FROM rooms ORDER BY name")?;
+            let rows = stmt.query_map([], room_info)?;
+            rows.collect()
+        })
+    }
+
+    fn put_room(&self, room: &str, private: bool) -> StoreFuture<'_, ()> {
+        let room = room.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO rooms (name, private) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET private = excluded.private",
+                params![room, private as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    fn add_member(&self, room: &str, user: &str) -> StoreFuture<'_, ()> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO members (room, user) VALUES (?1, ?2)", params![room, user]).map(drop)
+        })
+    }
+
+    fn remove_member(&self, room: &str, user: &str) -> StoreFuture<'_, ()> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |conn| conn.execute("DELETE FROM members WHERE room = ?1 AND user = ?2", params![room, user]).map(drop))
+    }
+
+    fn is_member(&self, room: &str, user: &str) -> StoreFuture<'_, bool> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |conn| {
+            conn.query_row("SELECT 1 FROM members WHERE room = ?1 AND user = ?2", params![room, user], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+    }
+
+    fn user_rooms(&self, user: &str) -> StoreFuture<'_, Vec<String>> {
+        let user = user.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT room FROM members WHERE user = ?1 ORDER BY room")?;
+            let rows = stmt.query_map([user], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn mark_offline(&self, user: &str) -> StoreFuture<'_, ()> {
+        let user = user.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO offline (user, room, id)
+                 SELECT m.user, m.room, coalesce(r.last_id, 0) FROM members m LEFT JOIN rooms r ON r.name = m.room
+                 WHERE m.user = ?1",
+                [user],
+            )
+            .map(drop)
+        })
+    }
+
+    fn take_offline_marks(&self, user: &str) -> StoreFuture<'_, HashMap<String, u64>> {
+        let user = user.to_owned();
+        self.run(move |conn| {
+            let marks = {
+                let mut stmt = conn.prepare_cached("SELECT room, id FROM offline WHERE user = ?1")?;
+                let rows = stmt.query_map([&user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<HashMap<String, u64>>>()?
+            };
+            conn.execute("DELETE FROM offline WHERE user = ?1", [&user])?;
+            Ok(marks)
+        })
+    }
+
+    fn apply_retention(&self, retention: Retention) -> StoreFuture<'_, u64> {
+        self.run(move |conn| {
+            let oldest = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
+            let mut dropped = conn.execute("DELETE FROM messages WHERE ts < ?1", [oldest])? as u64;
+            dropped += conn.execute(
+                "DELETE FROM messages WHERE (room, id) IN (
+                     SELECT room, id FROM (
+                         SELECT room, id, row_number() OVER (PARTITION BY room ORDER BY id DESC) AS n FROM messages)
+                     WHERE n > ?1)",
+                [retention.max_messages as i64],
+            )? as u64;
+            Ok(dropped)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

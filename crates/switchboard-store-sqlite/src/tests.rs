@@ -1,0 +1,107 @@
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use super::*;
+
+fn message(room: &str, text: &str, cid: Option<&str>) -> NewMessage {
+    NewMessage {
+        room: room.into(),
+        user: "alice".into(),
+        name: "Alice".into(),
+        data: RawValue::from_string(format!("{text:?}")).unwrap(),
+        ts: now_ms(),
+        cid: cid.map(str::to_owned),
+    }
+}
+
+fn append(store: &SqliteStore, m: NewMessage) -> Result<Appended, StoreError> {
+    let (tx, rx) = std_mpsc::channel();
+    store.append(m, Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+#[tokio::test]
+async fn history_survives_reopen_and_pages_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 1..=10 {
+            let a = append(&store, message("r", &format!("m{i}"), None)).unwrap();
+            assert_eq!(a.message.id, i);
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let all = store.history("r", HistoryQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+    assert_eq!(all[0].data.get(), "\"m1\"");
+    let before = store.history("r", HistoryQuery { before: Some(8), limit: 3, after: None }).await.unwrap();
+    assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5, 6, 7]);
+    let after = store.history("r", HistoryQuery { after: Some(8), limit: 3, before: None }).await.unwrap();
+    assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), vec![9, 10]);
+    // Ids continue after reopening.
+    assert_eq!(append(&store, message("r", "m11", None)).unwrap().message.id, 11);
+}
+
+#[tokio::test]
+async fn retried_cid_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    let first = append(&store, message("r", "hello", Some("c1"))).unwrap();
+    let again = append(&store, message("r", "hello", Some("c1"))).unwrap();
+    assert!(first.fresh);
+    assert!(!again.fresh);
+    assert_eq!(first.message.id, again.message.id);
+    assert_eq!(store.count_after("r", 0).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_increasing_ids_in_callback_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("h.db")).unwrap());
+    let (tx, rx) = std_mpsc::channel();
+    for i in 0..300 {
+        let tx = tx.clone();
+        store.append(message("r", &format!("{i}"), None), Box::new(move |r| tx.send(r.unwrap().message.id).unwrap()));
+    }
+    let ids: Vec<u64> = (0..300).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn retention_by_count_keeps_newest_and_ids_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    for i in 0..20 {
+        append(&store, message("r", &format!("{i}"), None)).unwrap();
+    }
+    let dropped = store
+        .apply_retention(Retention { max_messages: 5, max_age: Duration::from_secs(3600) })
+        .await
+        .unwrap();
+    assert_eq!(dropped, 15);
+    let left = store.history("r", HistoryQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.id).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
+    assert_eq!(append(&store, message("r", "x", None)).unwrap().message.id, 21);
+    let aged = store.apply_retention(Retention { max_messages: 100, max_age: Duration::ZERO }).await.unwrap();
+    assert!(aged >= 1);
+}
+
+#[tokio::test]
+async fn reads_members_and_offline_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    store.add_member("r", "alice").await.unwrap();
+    assert!(store.is_member("r", "alice").await.unwrap());
+    assert_eq!(store.user_rooms("alice").await.unwrap(), vec!["r".to_string()]);
+    append(&store, message("r", "a", None)).unwrap();
+    store.mark_offline("alice").await.unwrap();
+    append(&store, message("r", "b", None)).unwrap();
+    let marks = store.take_offline_marks("alice").await.unwrap();
+    assert_eq!(marks.get("r"), Some(&1));
+    assert!(store.take_offline_marks("alice").await.unwrap().is_empty());
+    assert_eq!(store.set_read("alice", "r", 2).await.unwrap(), 2);
+    assert_eq!(store.set_read("alice", "r", 1).await.unwrap(), 2, "a read mark never moves back");
+    store.put_room("secret", true).await.unwrap();
+    assert!(store.room("secret").await.unwrap().unwrap().private);
+}

@@ -7,6 +7,7 @@
 //! overflow, so a reader that wants one of those learns exactly which.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -25,7 +26,8 @@ pub struct Batch {
 /// The frames of one session not yet acknowledged.
 #[derive(Debug)]
 pub struct Outbox {
-    frames: VecDeque<(u64, Bytes)>,
+    /// (seq, body, when it was queued)
+    frames: VecDeque<(u64, Bytes, Instant)>,
     bytes: usize,
     /// Highest seq the client acknowledged (0: none).
     acked: u64,
@@ -54,11 +56,11 @@ impl Outbox {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += body.len();
-        self.frames.push_back((seq, body));
+        self.frames.push_back((seq, body, Instant::now()));
         while self.frames.len() > 1
             && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes)
         {
-            if let Some((_, dropped)) = self.frames.pop_front() {
+            if let Some((_, dropped, _)) = self.frames.pop_front() {
                 self.bytes -= dropped.len();
             }
         }
@@ -73,7 +75,7 @@ impl Outbox {
             return;
         }
         self.acked = seq;
-        while let Some((front, body)) = self.frames.front() {
+        while let Some((front, body, _)) = self.frames.front() {
             if *front > seq {
                 break;
             }
@@ -91,7 +93,7 @@ impl Outbox {
     /// Up to `max` frames from seq `next` on, with the gap before them if
     /// some of what the reader wants was dropped.
     pub fn read_from(&self, next: u64, max: usize) -> Batch {
-        let first_held = self.frames.front().map_or(self.next_seq, |(s, _)| *s);
+        let first_held = self.frames.front().map_or(self.next_seq, |(s, _, _)| *s);
         let start = next.max(self.acked + 1);
         let gap = (start < first_held).then(|| (start, first_held - 1));
         let from = start.max(first_held);
@@ -101,7 +103,10 @@ impl Outbox {
             .iter()
             .skip(skip)
             .take(max)
-            .map(|(seq, body)| Downstream::Sequenced { seq: *seq, body: body.clone() })
+            .map(|(seq, body, queued)| {
+                metrics::histogram!("switchboard_delivery_seconds").record(queued.elapsed().as_secs_f64());
+                Downstream::Sequenced { seq: *seq, body: body.clone() }
+            })
             .collect();
         Batch { gap, frames }
     }

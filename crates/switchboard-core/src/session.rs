@@ -356,6 +356,7 @@ impl Attachment {
         drop(state);
         let mut frames = Vec::with_capacity(batch.frames.len() + 1);
         if let Some((from, to)) = batch.gap {
+            metrics::counter!("switchboard_gaps_total").increment(1);
             frames.push(frame::gap(from, to));
             self.next = to + 1;
         }

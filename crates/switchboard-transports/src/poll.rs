@@ -26,6 +26,11 @@ pub enum PollFormat<'a> {
 
 /// Answers one poll request.
 pub async fn respond(core: &Core, params: &Params, format: PollFormat<'_>, hold: Duration, max: usize) -> Response<Body> {
+    let _gauge = crate::response::ConnectionGauge::open(match (format, params.wait) {
+        (PollFormat::Jsonp(_), _) => "jsonp",
+        (PollFormat::Json, Some(wait)) if wait.is_zero() => "shortpoll",
+        (PollFormat::Json, _) => "longpoll",
+    });
     let frames = match core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
         Err(e) => vec![e.close_frame()],
         Ok(attached) if attached.created => vec![attached.welcome],

@@ -30,3 +30,24 @@ pub fn error(status: StatusCode, code: u16, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     complete(status, "application/json", body)
 }
+
+/// Counts one open connection of a transport while it lives
+/// (`switchboard_connections{transport}`), and every connection opened
+/// (`switchboard_connections_total{transport}`).
+#[derive(Debug)]
+pub struct ConnectionGauge(&'static str);
+
+impl ConnectionGauge {
+    /// Counts a connection of `transport` as open.
+    pub fn open(transport: &'static str) -> Self {
+        metrics::counter!("switchboard_connections_total", "transport" => transport).increment(1);
+        metrics::gauge!("switchboard_connections", "transport" => transport).increment(1.0);
+        Self(transport)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("switchboard_connections", "transport" => self.0).decrement(1.0);
+    }
+}

@@ -99,6 +99,7 @@ pub struct StreamLimits {
 
 struct State {
     attachment: Attachment,
+    _gauge: crate::response::ConnectionGauge,
     format: StreamFormat,
     limits: StreamLimits,
     first: Option<Bytes>,
@@ -111,8 +112,14 @@ pub fn body(attachment: Attachment, welcome: Downstream, format: StreamFormat, l
     let mut first = Vec::with_capacity(HTMLFILE_PADDING + 256);
     format.preamble(&mut first);
     format.frame(&welcome, &mut first);
+    let transport = match format {
+        StreamFormat::EventSource => "sse",
+        StreamFormat::NdJson => "stream",
+        StreamFormat::HtmlFile { .. } => "htmlfile",
+    };
     let state = State {
         attachment,
+        _gauge: crate::response::ConnectionGauge::open(transport),
         format,
         limits,
         written: first.len(),

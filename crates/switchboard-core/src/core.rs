@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::codes;
 use crate::frame::{self, Downstream, RoomSummary};
+use crate::broker::{Broker, LocalBroker};
 use crate::hub::Hub;
 use crate::id::{PublicId, SessionId};
 use crate::identity::{AuthError, Authenticator, Credentials, DevAuthenticator, Identity};
@@ -29,13 +30,14 @@ pub struct Core {
     shutting_down: AtomicBool,
     pub(crate) registry: Registry,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) broker: Arc<dyn Broker>,
     pub(crate) store: Arc<dyn Store>,
     authenticator: Arc<dyn Authenticator>,
     retention: Retention,
 }
 
 /// What a [`Core`] is built from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CoreOptions {
     /// Bounds of each session.
     pub limits: SessionLimits,
@@ -45,7 +47,13 @@ pub struct CoreOptions {
     pub authenticator: Arc<dyn Authenticator>,
     /// How much history is kept.
     pub retention: Retention,
+    /// Cross-node fan-out; `None` builds a [`LocalBroker`] on the core's hub.
+    pub broker: Option<BrokerFactory>,
 }
+
+/// Builds a broker around the node's hub (the hub exists only once the core
+/// is being built).
+pub type BrokerFactory = Arc<dyn Fn(Arc<Hub>) -> Arc<dyn Broker> + Send + Sync>;
 
 impl Default for CoreOptions {
     fn default() -> Self {
@@ -54,7 +62,18 @@ impl Default for CoreOptions {
             store: Arc::new(MemoryStore::new()),
             authenticator: Arc::new(DevAuthenticator),
             retention: Retention::default(),
+            broker: None,
         }
+    }
+}
+
+impl std::fmt::Debug for CoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreOptions")
+            .field("limits", &self.limits)
+            .field("store", &self.store)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,11 +139,17 @@ impl Core {
 
     /// A node's core built from `options`.
     pub fn with_options(options: CoreOptions) -> Arc<Self> {
+        let hub = Arc::new(Hub::default());
+        let broker = match &options.broker {
+            Some(factory) => factory(Arc::clone(&hub)),
+            None => Arc::new(LocalBroker::new(Arc::clone(&hub))),
+        };
         Arc::new(Self {
             limits: options.limits,
             shutting_down: AtomicBool::new(false),
             registry: Registry::default(),
-            hub: Arc::new(Hub::default()),
+            hub,
+            broker,
             store: options.store,
             authenticator: options.authenticator,
             retention: options.retention,
@@ -309,13 +334,18 @@ impl Core {
     fn announce(&self, session: &Session, room: &str, kind: Kind) {
         let identity = session.identity();
         let event = Publication::event(kind, room, session.public_id(), &identity.user, &identity.name, 0, null());
-        self.hub.publish(&event, None);
+        self.broker.publish(event);
     }
 
-    /// Publishes to every member of the room; returns how many received it.
-    pub fn publish(&self, publication: &Publication) -> usize {
+    /// Publishes to every member of the room, on every node.
+    pub fn publish(&self, publication: Publication) {
         metrics::counter!("switchboard_messages_out_total").increment(1);
-        self.hub.publish(publication, None)
+        self.broker.publish(publication);
+    }
+
+    /// Users present in `room` on every node: (user id, name), sorted.
+    pub fn who(&self, room: &str) -> Vec<(String, String)> {
+        self.broker.who(room)
     }
 
     /// Tells every attachment to close with 4002 and refuses new ones.

@@ -94,7 +94,7 @@ impl Core {
                 }
             }
             Upstream::Who { room, .. } => match self.may_read(session, &room).await {
-                Ok(()) => Ok(Some(frame::who_body(cid, &room, &self.hub.who(&room)))),
+                Ok(()) => Ok(Some(frame::who_body(cid, &room, &self.who(&room)))),
                 Err(e) => Err(e),
             },
             Upstream::Rooms { .. } => match self.room_summaries(&session.identity().user).await {
@@ -181,8 +181,9 @@ impl Core {
             return refuse(session, None, (codes::RATE_LIMITED, "too many typing events".into()));
         }
         let id = session.identity();
-        let event = Publication::event(Kind::Typing, room, session.public_id(), &id.user, &id.name, 0, null());
-        self.hub.publish(&event, Some(&id.user));
+        let mut event = Publication::event(Kind::Typing, room, session.public_id(), &id.user, &id.name, 0, null());
+        event.except_user = Some(id.user.clone());
+        self.broker.publish(event);
     }
 
     async fn read(&self, session: &Arc<Session>, room: &str, id: u64) -> Result<(), Refusal> {
@@ -191,7 +192,7 @@ impl Core {
         let mark = self.store.set_read(user, room, id).await.map_err(|e| store_refusal(&e))?;
         let identity = session.identity();
         let event = Publication::event(Kind::Read, room, session.public_id(), user, &identity.name, mark, null());
-        self.hub.publish(&event, None);
+        self.broker.publish(event);
         Ok(())
     }
 
@@ -214,7 +215,7 @@ impl Core {
             ts: now_ms(),
             cid: cid.map(str::to_owned),
         };
-        let hub = Arc::clone(&self.hub);
+        let broker = Arc::clone(&self.broker);
         let session = Arc::clone(session);
         let cid = cid.map(str::to_owned);
         let started = std::time::Instant::now();
@@ -226,7 +227,7 @@ impl Core {
                     Ok(Appended { message, fresh }) => {
                         if fresh {
                             metrics::counter!("switchboard_messages_in_total").increment(1);
-                            hub.publish(&Publication::stored(&message, session.public_id()), None);
+                            broker.publish(Publication::stored(&message, session.public_id()));
                         }
                         if let Some(cid) = cid {
                             let ack = frame::ack_body(&cid, Some(message.id));
@@ -256,13 +257,13 @@ impl Core {
         cid: Option<String>,
     ) -> Result<Arc<StoredMessage>, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let hub = Arc::clone(&self.hub);
+        let broker = Arc::clone(&self.broker);
         let message = NewMessage { room: room.into(), user: user.into(), name: name.into(), data, ts: now_ms(), cid };
         self.store.append(
             message,
             Box::new(move |result| {
                 if let Ok(Appended { message, fresh: true }) = &result {
-                    hub.publish(&Publication::stored(message, "system"), None);
+                    broker.publish(Publication::stored(message, "system"));
                 }
                 let _ = tx.send(result.map(|a| a.message));
             }),

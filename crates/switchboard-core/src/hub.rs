@@ -74,9 +74,11 @@ impl Hub {
         gone
     }
 
-    /// Queues the publication in the outbox of every member (but those of
-    /// `skip_user`), encoded once per wire format; returns how many got it.
-    pub fn publish(&self, publication: &Publication, skip_user: Option<&str>) -> usize {
+    /// Queues the publication in the outbox of every member of this node
+    /// (but those of `publication.except_user`), encoded once per wire
+    /// format; returns how many got it. Called by the [`crate::broker::Broker`].
+    pub fn publish(&self, publication: &Publication) -> usize {
+        let skip_user = publication.except_user.as_deref();
         let Some(entry) = self.rooms.read().get(&publication.room).cloned() else {
             return 0;
         };

@@ -22,11 +22,14 @@
 //! - [`store`]: the durable side (history, rooms, memberships, read marks)
 //!   behind a narrow trait, with an in-memory implementation.
 //! - `dispatch`: applying upstream frames (chat, receipts, typing, queries).
+//! - [`broker`]: fan-out across nodes behind a narrow trait; the local
+//!   broker hands publications straight to the hub.
 //! - [`codes`]: the documented error and close codes.
 //!
 //! Nothing here knows HTTP: transports call [`Core::attach`],
 //! [`Core::handle_upstream`] and the [`session::Attachment`] API.
 
+pub mod broker;
 pub mod codes;
 pub mod frame;
 pub mod hub;
@@ -43,6 +46,6 @@ pub mod store;
 mod core;
 mod dispatch;
 
-pub use crate::core::{AttachError, Attached, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM};
+pub use crate::core::{AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM};
 pub use crate::dispatch::{dm_members, dm_room, DM_PREFIX};
 pub use limits::SessionLimits;

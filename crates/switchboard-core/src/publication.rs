@@ -64,6 +64,8 @@ pub struct Publication {
     pub ts: u64,
     /// The message, raw JSON (`null` for events).
     pub data: Box<RawValue>,
+    /// Sessions of this user do not receive it (typing indicators).
+    pub except_user: Option<String>,
     encoded: [OnceLock<Bytes>; MAX_FORMATS],
 }
 
@@ -94,6 +96,7 @@ impl Publication {
             id,
             ts: crate::store::now_ms(),
             data,
+            except_user: None,
             encoded: Default::default(),
         }
     }

@@ -5,9 +5,18 @@
 //! [`LocalBroker`] (the default, one node) hands it straight to this node's
 //! [`Hub`]; the Redis broker (`switchboard-redis`) sends it through Redis
 //! and each node's reader hands it to its own hub.
+//!
+//! The broker also knows where sessions live: a request for a session that
+//! is not on this node is forwarded to its home node, whose address
+//! [`Broker::locate`] gives.
 
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use crate::id::SessionId;
 
 use crate::hub::Hub;
 use crate::publication::Publication;
@@ -20,8 +29,27 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
     /// Users present in `room` across every node: (user id, name), sorted.
     /// The local broker asks the hub; others merge their nodes' views.
-    fn who(&self, room: &str) -> Vec<(String, String)>;
+    fn who(&self, room: &str) -> BrokerFuture<'_, Vec<(String, String)>>;
+
+    /// A user became present in (`true`) or absent from (`false`) `room` on
+    /// this node.
+    fn presence_changed(&self, _room: &str, _user: &str, _name: &str, _present: bool) {}
+
+    /// A session was created on this node.
+    fn session_created(&self, _sid: SessionId) {}
+
+    /// A session of this node ended.
+    fn session_ended(&self, _sid: SessionId) {}
+
+    /// The address of the live node where session `sid` lives, when that is
+    /// another node.
+    fn locate(&self, _sid: &str) -> BrokerFuture<'_, Option<SocketAddr>> {
+        Box::pin(std::future::ready(None))
+    }
 }
+
+/// A boxed future of a broker call.
+pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One node: publications go straight to the local hub.
 #[derive(Debug)]
@@ -41,7 +69,7 @@ impl Broker for LocalBroker {
         self.hub.publish(&publication);
     }
 
-    fn who(&self, room: &str) -> Vec<(String, String)> {
-        self.hub.who(room)
+    fn who(&self, room: &str) -> BrokerFuture<'_, Vec<(String, String)>> {
+        Box::pin(std::future::ready(self.hub.who(room)))
     }
 }

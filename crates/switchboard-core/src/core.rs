@@ -218,7 +218,9 @@ impl Core {
     /// `encoder`.
     pub fn create_session_for(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Session> {
         metrics::counter!("switchboard_sessions_created_total").increment(1);
-        self.registry.create(&self.limits, identity, encoder)
+        let session = self.registry.create(&self.limits, identity, encoder);
+        self.broker.session_created(session.id());
+        session
     }
 
     /// Checks credentials.
@@ -319,6 +321,8 @@ impl Core {
     /// check first.
     pub fn join(&self, session: &Arc<Session>, room: &str) {
         if session.add_room(room) && self.hub.join(room, session) {
+            let identity = session.identity();
+            self.broker.presence_changed(room, &identity.user, &identity.name, true);
             self.announce(session, room, Kind::PresenceJoin);
         }
     }
@@ -327,6 +331,8 @@ impl Core {
     /// leaving when it was the user's last session there.
     pub fn leave(&self, session: &Arc<Session>, room: &str) {
         if session.remove_room(room) && self.hub.leave(room, session.id(), &session.identity().user) {
+            let identity = session.identity();
+            self.broker.presence_changed(room, &identity.user, &identity.name, false);
             self.announce(session, room, Kind::PresenceLeave);
         }
     }
@@ -344,8 +350,13 @@ impl Core {
     }
 
     /// Users present in `room` on every node: (user id, name), sorted.
-    pub fn who(&self, room: &str) -> Vec<(String, String)> {
-        self.broker.who(room)
+    pub async fn who(&self, room: &str) -> Vec<(String, String)> {
+        self.broker.who(room).await
+    }
+
+    /// The broker (cross-node fan-out and session directory).
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
     }
 
     /// Tells every attachment to close with 4002 and refuses new ones.
@@ -386,8 +397,10 @@ impl Core {
     /// delivery).
     async fn after_end(&self, session: &Arc<Session>, rooms: Vec<String>) {
         let user = &session.identity().user;
+        self.broker.session_ended(session.id());
         for room in rooms {
             if self.hub.leave(&room, session.id(), user) {
+                self.broker.presence_changed(&room, user, &session.identity().name, false);
                 self.announce(session, &room, Kind::PresenceLeave);
             }
         }

@@ -94,7 +94,7 @@ impl Core {
                 }
             }
             Upstream::Who { room, .. } => match self.may_read(session, &room).await {
-                Ok(()) => Ok(Some(frame::who_body(cid, &room, &self.who(&room)))),
+                Ok(()) => Ok(Some(frame::who_body(cid, &room, &self.who(&room).await))),
                 Err(e) => Err(e),
             },
             Upstream::Rooms { .. } => match self.room_summaries(&session.identity().user).await {

@@ -46,7 +46,7 @@ pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<In
         (Method::POST, ["rooms", room, "messages"]) => post_message(core, room, request).await,
         (Method::GET, ["rooms", room, "messages"]) => history(core, room, &query).await,
         (Method::GET, ["rooms", room, "presence"]) => {
-            let users: Vec<_> = core.hub().who(room).into_iter().map(|(user, name)| json!({"user": user, "name": name})).collect();
+            let users: Vec<_> = core.who(room).await.into_iter().map(|(user, name)| json!({"user": user, "name": name})).collect();
             ok(json!({ "room": room, "users": users }))
         }
         (Method::PUT, ["rooms", room, "members", user]) => match core.store().add_member(room, user).await {
@@ -173,11 +173,12 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 async fn list_rooms(core: &Arc<Core>) -> Response<Body> {
     match core.store().rooms().await {
         Ok(rooms) => {
-            let rooms: Vec<_> = rooms
-                .iter()
-                .map(|r| json!({ "name": r.name, "private": r.private, "last_id": r.last_id, "online": core.hub().who(&r.name).len() }))
-                .collect();
-            ok(json!({ "rooms": rooms }))
+            let mut out = Vec::with_capacity(rooms.len());
+            for r in &rooms {
+                let online = core.who(&r.name).await.len();
+                out.push(json!({ "name": r.name, "private": r.private, "last_id": r.last_id, "online": online }));
+            }
+            ok(json!({ "rooms": out }))
         }
         Err(e) => store_error(&e),
     }

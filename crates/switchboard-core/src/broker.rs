@@ -35,8 +35,11 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// this node.
     fn presence_changed(&self, _room: &str, _user: &str, _name: &str, _present: bool) {}
 
-    /// A session was created on this node.
-    fn session_created(&self, _sid: SessionId) {}
+    /// A session was created on this node (so requests for it landing on
+    /// other nodes can be forwarded here).
+    fn session_created(&self, _sid: SessionId) -> BrokerFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 
     /// A session of this node ended.
     fn session_ended(&self, _sid: SessionId) {}

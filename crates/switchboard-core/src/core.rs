@@ -218,9 +218,7 @@ impl Core {
     /// `encoder`.
     pub fn create_session_for(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Session> {
         metrics::counter!("switchboard_sessions_created_total").increment(1);
-        let session = self.registry.create(&self.limits, identity, encoder);
-        self.broker.session_created(session.id());
-        session
+        self.registry.create(&self.limits, identity, encoder)
     }
 
     /// Checks credentials.
@@ -252,6 +250,7 @@ impl Core {
             None => {
                 let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
                 let session = self.create_session_for(identity, Arc::new(NativeEncoder));
+                self.broker.session_created(session.id()).await;
                 self.on_new_session(&session).await;
                 (session, true)
             }

@@ -211,6 +211,7 @@ impl Core {
             room,
             user: identity.user.clone(),
             name: identity.name.clone(),
+            from: session.public_id().to_owned(),
             data,
             ts: now_ms(),
             cid: cid.map(str::to_owned),
@@ -258,7 +259,15 @@ impl Core {
     ) -> Result<Arc<StoredMessage>, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let broker = Arc::clone(&self.broker);
-        let message = NewMessage { room: room.into(), user: user.into(), name: name.into(), data, ts: now_ms(), cid };
+        let message = NewMessage {
+            room: room.into(),
+            user: user.into(),
+            name: name.into(),
+            from: "system".into(),
+            data,
+            ts: now_ms(),
+            cid,
+        };
         self.store.append(
             message,
             Box::new(move |result| {

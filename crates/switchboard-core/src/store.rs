@@ -47,6 +47,9 @@ pub struct NewMessage {
     pub user: String,
     /// The sender's display name.
     pub name: String,
+    /// Public id of the publishing session (`system` from the API): shown
+    /// as `from` when the message is delivered.
+    pub from: String,
     /// The message, raw JSON.
     pub data: Box<RawValue>,
     /// Milliseconds since the Unix epoch.

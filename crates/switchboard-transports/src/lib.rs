@@ -10,12 +10,14 @@
 //! - [`poll`]: long polling, short polling and JSONP.
 //! - [`send`]: `POST /v1/send`, the upstream of every HTTP transport.
 //! - [`ws`]: the WebSocket transport.
+//! - [`forward`]: relaying a request to the node where its session lives.
 //! - [`cors`], [`query`], [`response`]: origin rules, query parsing and the
 //!   shared response shapes.
 //! - [`server`]: an accept loop with graceful shutdown.
 
 pub mod config;
 pub mod cors;
+pub mod forward;
 pub mod poll;
 pub mod query;
 pub mod response;

@@ -8,6 +8,7 @@ use switchboard_core::{codes, Core};
 
 use crate::config::TransportConfig;
 use crate::cors::{self, OriginCheck};
+use crate::forward;
 use crate::poll::{self, PollFormat};
 use crate::query;
 use crate::response::{self, Body};
@@ -46,6 +47,10 @@ impl Switchboard {
             OriginCheck::Allowed(origin) => Some(origin),
             OriginCheck::Absent => None,
         };
+        if let Some(home) = self.home_elsewhere(&request).await {
+            // The home node answers, CORS headers included.
+            return forward::relay(request, home).await;
+        }
         if request.method() == Method::OPTIONS {
             return match origin {
                 Some(origin) => cors::preflight(&origin),
@@ -57,6 +62,20 @@ impl Switchboard {
             cors::allow(&mut response, &origin);
         }
         response
+    }
+
+    /// The home node of the request's session, when it lives on another
+    /// live node.
+    async fn home_elsewhere(&self, request: &Request<Incoming>) -> Option<std::net::SocketAddr> {
+        if forward::is_forwarded(request) {
+            return None;
+        }
+        let query = request.uri().query()?;
+        let sid = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "sid")?.1;
+        if self.core.session(&sid).is_some() {
+            return None;
+        }
+        self.core.broker().locate(&sid).await
     }
 
     async fn route(&self, request: Request<Incoming>) -> Response<Body> {

@@ -12,12 +12,15 @@ use switchboard_core::store::{MemoryStore, Store};
 use switchboard_core::{Core, CoreOptions};
 use switchboard_store_sqlite::SqliteStore;
 use switchboard_transports::response::{self, Body};
+use switchboard_socketio::SocketIo;
+use switchboard_sockjs::SockJs;
 use switchboard_transports::Switchboard;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, StoreKind};
+use crate::config::{BrokerKind, Config, StoreKind};
+use switchboard_redis::{RedisBackend, RedisBroker, RedisSettings, RedisStore};
 use crate::statics;
 
 /// A bound, not yet running server.
@@ -52,7 +55,8 @@ impl Server {
     /// (close 4002), the listener closes, and open connections get up to
     /// `shutdown_timeout` to finish.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        let app = match App::new(&self.config) {
+        let advertise = self.config.advertise.unwrap_or_else(|| self.local_addr());
+        let app = match App::new(&self.config, advertise).await {
             Ok(app) => Arc::new(app),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -60,6 +64,7 @@ impl Server {
             }
         };
         let reaper = app.core.spawn_reaper();
+        let sockjs_sweeper = app.sockjs.as_ref().map(SockJs::spawn_sweeper);
         let handler = {
             let app = Arc::clone(&app);
             move |request: Request<Incoming>| {
@@ -76,6 +81,9 @@ impl Server {
         tracing::info!(addr = %self.local_addr(), "switchboard listening");
         switchboard_transports::server::serve(self.listener, handler, shutdown, self.config.shutdown_timeout).await;
         reaper.abort();
+        if let Some(sweeper) = sockjs_sweeper {
+            sweeper.abort();
+        }
     }
 
     /// Runs in a background task; the handle stops it.
@@ -102,16 +110,37 @@ impl ServerHandle {
 struct App {
     core: Arc<Core>,
     edge: Switchboard,
+    socketio: Option<SocketIo>,
+    sockjs: Option<SockJs>,
     static_dir: Option<PathBuf>,
     api_key: Option<String>,
     metrics: PrometheusHandle,
 }
 
 impl App {
-    fn new(config: &Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = match config.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new()),
-            StoreKind::Sqlite => {
+    async fn new(config: &Config, advertise: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let mut broker: Option<switchboard_core::BrokerFactory> = None;
+        let store: Arc<dyn Store> = match (config.broker, config.store) {
+            (BrokerKind::Redis, _) => {
+                let backend = RedisBackend::connect(RedisSettings {
+                    url: config.redis_url.clone(),
+                    key_prefix: config.redis_key_prefix.clone(),
+                    advertise,
+                    node_ttl: config.node_ttl,
+                    history_max_messages: config.history_max_messages,
+                    events_max: 100_000,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to redis at {}: {e}", config.redis_url))?;
+                tracing::info!(url = %config.redis_url, %advertise, "broker and store: redis");
+                let for_broker = backend.clone();
+                broker = Some(Arc::new(move |hub| -> Arc<dyn switchboard_core::broker::Broker> {
+                    RedisBroker::start(for_broker.clone(), hub)
+                }));
+                Arc::new(RedisStore::new(backend))
+            }
+            (BrokerKind::Local, StoreKind::Memory) => Arc::new(MemoryStore::new()),
+            (BrokerKind::Local, StoreKind::Sqlite) => {
                 let path = config.data_dir.join("history.db");
                 tracing::info!(path = %path.display(), "history store");
                 Arc::new(SqliteStore::open(&path)?)
@@ -123,11 +152,26 @@ impl App {
             store,
             authenticator,
             retention: config.retention(),
+            broker,
         });
         let edge = Switchboard::new(Arc::clone(&core), config.transport());
+        let socketio = if config.socketio.enabled {
+            let io = SocketIo::new(Arc::clone(&core), config.socketio.clone(), config.allowed_origins.clone());
+            switchboard_socketio::builtin::install(&io, &config.socketio)?;
+            Some(io)
+        } else {
+            None
+        };
+        let sockjs = if config.sockjs.enabled {
+            Some(SockJs::new(Arc::clone(&core), &config.sockjs, &config.transport())?)
+        } else {
+            None
+        };
         Ok(Self {
             core,
             edge,
+            socketio,
+            sockjs,
             static_dir: config.static_dir.clone(),
             api_key: config.api_key.clone(),
             metrics: crate::metrics_handle(),
@@ -138,6 +182,12 @@ impl App {
         let path = request.uri().path();
         if Switchboard::owns(path) {
             return self.edge.handle(request).await;
+        }
+        if let Some(sockjs) = self.sockjs.as_ref().filter(|s| s.owns(path)) {
+            return sockjs.handle(request).await;
+        }
+        if let Some(io) = self.socketio.as_ref().filter(|io| io.owns(path)) {
+            return io.handle(request).await;
         }
         if path.starts_with("/api/v1/") || path == "/api/v1" {
             return crate::api::handle(&self.core, self.api_key.as_deref(), request).await;

@@ -8,6 +8,7 @@ fn message(room: &str, text: &str, cid: Option<&str>) -> NewMessage {
         room: room.into(),
         user: "alice".into(),
         name: "Alice".into(),
+        from: "f".into(),
         data: RawValue::from_string(format!("{text:?}")).unwrap(),
         ts: now_ms(),
         cid: cid.map(str::to_owned),

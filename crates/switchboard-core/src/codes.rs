@@ -24,3 +24,5 @@ pub const KICKED: u16 = 4005;
 pub const RATE_LIMITED: u16 = 4429;
 /// The history store failed; the message was not stored and not delivered.
 pub const STORE_FAILED: u16 = 4500;
+/// The node has as many sessions as it may hold; retry later or elsewhere.
+pub const SERVER_FULL: u16 = 4503;

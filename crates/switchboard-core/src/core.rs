@@ -89,6 +89,9 @@ pub enum AttachError {
     /// The credentials were refused, or belong to another user.
     #[error("{0}")]
     Unauthorized(AuthError),
+    /// The node holds `max_sessions` sessions already.
+    #[error("server full")]
+    Full,
 }
 
 impl AttachError {
@@ -98,6 +101,7 @@ impl AttachError {
             AttachError::UnknownSession => EndReason::SessionEnded.close_frame(),
             AttachError::Ended(reason) => reason.close_frame(),
             AttachError::Unauthorized(e) => frame::close(codes::UNAUTHORIZED, &e.0, false),
+            AttachError::Full => frame::close(codes::SERVER_FULL, "server full; retry later", true),
         }
     }
 
@@ -107,6 +111,7 @@ impl AttachError {
             AttachError::UnknownSession => codes::SESSION_NOT_FOUND,
             AttachError::Ended(reason) => reason.code(),
             AttachError::Unauthorized(_) => codes::UNAUTHORIZED,
+            AttachError::Full => codes::SERVER_FULL,
         }
     }
 }
@@ -248,6 +253,10 @@ impl Core {
                 (session, false)
             }
             None => {
+                if self.registry.len() >= self.limits.max_sessions {
+                    metrics::counter!("switchboard_errors_total", "code" => codes::SERVER_FULL.to_string()).increment(1);
+                    return Err(AttachError::Full);
+                }
                 let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
                 let session = self.create_session_for(identity, Arc::new(NativeEncoder));
                 self.broker.session_created(session.id()).await;

@@ -131,6 +131,9 @@ impl Core {
         if !session.allow(Rate::Joins) {
             return Err((codes::RATE_LIMITED, "too many joins; slow down".into()));
         }
+        if session.room_count() >= self.limits.max_rooms {
+            return Err((codes::TOO_LARGE, format!("a session may be in at most {} rooms", self.limits.max_rooms)));
+        }
         self.may_join(session, room).await?;
         let user = &session.identity().user;
         self.store.add_member(room, user).await.map_err(|e| store_refusal(&e))?;

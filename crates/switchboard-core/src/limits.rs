@@ -21,6 +21,10 @@ pub struct SessionLimits {
     pub rate_typing: (f64, f64),
     /// Joins per second per session, and the burst.
     pub rate_joins: (f64, f64),
+    /// Most live sessions on this node.
+    pub max_sessions: usize,
+    /// Most rooms one session may be in.
+    pub max_rooms: usize,
 }
 
 impl Default for SessionLimits {
@@ -34,6 +38,8 @@ impl Default for SessionLimits {
             rate_messages: (50.0, 200.0),
             rate_typing: (2.0, 4.0),
             rate_joins: (10.0, 50.0),
+            max_sessions: 100_000,
+            max_rooms: 100,
         }
     }
 }

@@ -166,6 +166,11 @@ impl Session {
         self.state.lock().buckets[rate as usize].take(Instant::now())
     }
 
+    /// How many rooms this session is in.
+    pub fn room_count(&self) -> usize {
+        self.state.lock().rooms.len()
+    }
+
     /// Rooms this session has joined.
     pub fn rooms(&self) -> Vec<String> {
         self.state.lock().rooms.iter().cloned().collect()

@@ -1,26 +1,126 @@
-//! An accept loop with graceful shutdown, for servers that do not bring
-//! their own.
+//! An accept loop with graceful shutdown and per-IP connection limits, for
+//! servers that do not bring their own.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::response::Body;
 
-/// Longest time a client may take to send its request headers (slowloris).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head hyper buffers.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Bounds of the accept loop.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Longest time a client may take to send its request headers
+    /// (slowloris); over it the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Largest request head; over it the request gets 431.
+    pub max_header_bytes: usize,
+    /// Most open connections from one IP address; over it a new connection
+    /// gets 429 and is closed.
+    pub max_connections_per_ip: usize,
+    /// How long shutdown waits for open connections to finish.
+    pub drain: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections_per_ip: 10_000,
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Open connections per IP address.
+#[derive(Debug, Default, Clone)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl PerIp {
+    fn admit(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = self.0.lock();
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot { ip, table: self.clone() })
+    }
+}
+
+/// One admitted connection; frees its slot when dropped.
+#[derive(Debug)]
+struct IpSlot {
+    ip: IpAddr,
+    table: PerIp,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.0.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A TCP stream that holds its IP slot for as long as it lives, also after
+/// an upgrade hands it to a WebSocket.
+#[derive(Debug)]
+struct Admitted {
+    stream: TcpStream,
+    _slot: IpSlot,
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
 
 /// Serves `handler` on `listener` until `shutdown` resolves; then stops
-/// accepting and waits up to `drain` for open connections to finish.
-pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>, drain: Duration)
+/// accepting and waits up to `limits.drain` for open connections to finish.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>, limits: ServeLimits)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -28,9 +128,10 @@ where
     // Every connection task holds a receiver; `closed()` on the sender tells
     // when the last one has finished.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let per_ip = PerIp::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -43,6 +144,11 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(slot) = per_ip.admit(peer.ip(), limits.max_connections_per_ip) else {
+            metrics::counter!("switchboard_errors_total", "code" => "429").increment(1);
+            tokio::spawn(refuse_busy(stream, limits.max_connections_per_ip));
+            continue;
+        };
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
@@ -50,9 +156,9 @@ where
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .serve_connection(TokioIo::new(stream), service)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .serve_connection(TokioIo::new(Admitted { stream, _slot: slot }), service)
             .with_upgrades();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -72,7 +178,20 @@ where
     drop(listener);
     drop(stopped);
     let _ = stop.send(true);
-    if tokio::time::timeout(drain, stop.closed()).await.is_err() {
-        tracing::warn!("connections still open after {drain:?}; exiting anyway");
+    if tokio::time::timeout(limits.drain, stop.closed()).await.is_err() {
+        tracing::warn!("connections still open after {:?}; exiting anyway", limits.drain);
     }
+}
+
+/// Answers a connection over the per-IP limit with 429 and closes it.
+async fn refuse_busy(mut stream: TcpStream, max: usize) {
+    let body = format!(
+        "{{\"code\":4429,\"message\":\"more than {max} connections from your address; close some and retry\"}}"
+    );
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(response.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }

@@ -79,7 +79,13 @@ impl Server {
             stopping.shutdown();
         };
         tracing::info!(addr = %self.local_addr(), "switchboard listening");
-        switchboard_transports::server::serve(self.listener, handler, shutdown, self.config.shutdown_timeout).await;
+        let limits = switchboard_transports::server::ServeLimits {
+            header_read_timeout: self.config.header_read_timeout,
+            max_header_bytes: self.config.max_header_bytes,
+            max_connections_per_ip: self.config.max_connections_per_ip,
+            drain: self.config.shutdown_timeout,
+        };
+        switchboard_transports::server::serve(self.listener, handler, shutdown, limits).await;
         reaper.abort();
         if let Some(sweeper) = sockjs_sweeper {
             sweeper.abort();

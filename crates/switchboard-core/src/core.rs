@@ -287,27 +287,44 @@ impl Core {
                 return;
             }
         };
-        for room in &rooms {
+        // Rooms the user may still join (a narrower token loses the others).
+        let mut allowed = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            if self.may_join(session, &room).await.is_ok() {
+                allowed.push(room);
+            }
+        }
+        if allowed.is_empty() {
+            return;
+        }
+        // Join first (so nothing posted from now on is missed) but hold live
+        // messages until the replay is queued, then drop the ones the
+        // replay already had: every message once, in id order.
+        session.hold();
+        for room in &allowed {
             self.join(session, room);
         }
         let marks = self.store.take_offline_marks(&user).await.unwrap_or_default();
-        for room in &rooms {
+        let mut replayed: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for room in &allowed {
             let Some(&after) = marks.get(room) else { continue };
-            let query = HistoryQuery { after: Some(after), before: None, limit: OFFLINE_REPLAY_PER_ROOM };
+            // The newest messages since the mark; older ones by `history`.
+            let query = HistoryQuery { after: None, before: Some(u64::MAX), limit: OFFLINE_REPLAY_PER_ROOM };
             match self.store.history(room, query).await {
                 Ok(messages) => {
-                    for m in &messages {
+                    for m in messages.iter().filter(|m| m.id > after) {
                         session.push(Publication::stored(m, "").encoded_for(session.encoder()));
+                        replayed.insert(room.clone(), m.id);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, room, "offline replay failed"),
             }
         }
-        if !rooms.is_empty() {
-            if let Ok(summary) = self.room_summaries(&user).await {
-                session.push(frame::rooms_body(None, &summary));
-            }
+        if let Ok(summary) = self.room_summaries(&user).await {
+            let summary: Vec<RoomSummary> = summary.into_iter().filter(|r| allowed.contains(&r.room)).collect();
+            session.push(frame::rooms_body(None, &summary));
         }
+        session.release(|room, id| replayed.get(room).is_some_and(|&last| id <= last));
     }
 
     /// The user's rooms with their unread counts.
@@ -332,6 +349,15 @@ impl Core {
             let identity = session.identity();
             self.broker.presence_changed(room, &identity.user, &identity.name, true);
             self.announce(session, room, Kind::PresenceJoin);
+        }
+    }
+
+    /// Adds a session to a room without presence announcements: for a
+    /// protocol adapter's internal rooms (a socket's own room, a namespace's
+    /// every-socket room) that no person would call a room.
+    pub fn join_quiet(&self, session: &Arc<Session>, room: &str) {
+        if session.add_room(room) {
+            self.hub.join_as(room, session, false);
         }
     }
 

@@ -192,7 +192,9 @@ impl Core {
     async fn read(&self, session: &Arc<Session>, room: &str, id: u64) -> Result<(), Refusal> {
         self.may_read(session, room).await?;
         let user = &session.identity().user;
-        let mark = self.store.set_read(user, room, id).await.map_err(|e| store_refusal(&e))?;
+        // A mark past the newest message would hide every later one.
+        let last_id = self.store.room(room).await.map_err(|e| store_refusal(&e))?.map_or(0, |r| r.last_id);
+        let mark = self.store.set_read(user, room, id.min(last_id)).await.map_err(|e| store_refusal(&e))?;
         let identity = session.identity();
         let event = Publication::event(Kind::Read, room, session.public_id(), user, &identity.name, mark, null());
         self.broker.publish(event);

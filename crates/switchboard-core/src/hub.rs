@@ -36,9 +36,15 @@ impl Hub {
     /// are rare next to publishes), so a room is never unlinked while a
     /// member is being added.
     pub fn join(&self, room: &str, session: &Arc<Session>) -> bool {
+        self.join_as(room, session, true)
+    }
+
+    /// Like [`Hub::join`]; with `presence` false the session receives the
+    /// room's publications but its user is not counted present.
+    pub fn join_as(&self, room: &str, session: &Arc<Session>, presence: bool) -> bool {
         let mut rooms = self.rooms.write();
         let mut entry = rooms.entry(room.to_owned()).or_default().lock();
-        if entry.members.insert(session.id(), Arc::downgrade(session)).is_some() {
+        if entry.members.insert(session.id(), Arc::downgrade(session)).is_some() || !presence {
             return false;
         }
         let identity = session.identity();
@@ -90,7 +96,8 @@ impl Hub {
             .filter(|session| skip_user != Some(session.identity().user.as_str()))
             .filter(|session| {
                 let body = publication.encoded_for(session.encoder());
-                !body.is_empty() && session.push(body).is_some()
+                let id = if publication.kind == crate::publication::Kind::Message { publication.id } else { 0 };
+                !body.is_empty() && session.deliver(&publication.room, id, body)
             })
             .count()
     }

@@ -48,6 +48,9 @@ struct State {
     cids: CidWindow,
     rooms: HashSet<String>,
     buckets: [TokenBucket; 3],
+    /// While the offline replay of a new session is being assembled, live
+    /// room publications are held here: (room, message id, body).
+    held: Option<Vec<(String, u64, Bytes)>>,
 }
 
 /// What a session may do how often.
@@ -141,6 +144,7 @@ impl Session {
                     bucket(limits.rate_typing),
                     bucket(limits.rate_joins),
                 ],
+                held: None,
             }),
             wake: Notify::new(),
         })
@@ -198,6 +202,43 @@ impl Session {
         };
         self.wake.notify_waiters();
         Some(seq)
+    }
+
+    /// Delivers a room publication: queued, or held while the offline
+    /// replay is assembled.
+    pub(crate) fn deliver(&self, room: &str, id: u64, body: Bytes) -> bool {
+        {
+            let mut state = self.state.lock();
+            if state.ended {
+                return false;
+            }
+            if let Some(held) = state.held.as_mut() {
+                held.push((room.to_owned(), id, body));
+                return true;
+            }
+            state.outbox.push(body);
+        }
+        self.wake.notify_waiters();
+        true
+    }
+
+    /// Starts holding live room publications (see [`Session::release`]).
+    pub(crate) fn hold(&self) {
+        self.state.lock().held = Some(Vec::new());
+    }
+
+    /// Queues the held publications, in order, but the chat messages that
+    /// `seen(room, id)` says were replayed already.
+    pub(crate) fn release(&self, seen: impl Fn(&str, u64) -> bool) {
+        {
+            let mut state = self.state.lock();
+            for (room, id, body) in state.held.take().unwrap_or_default() {
+                if id == 0 || !seen(&room, id) {
+                    state.outbox.push(body);
+                }
+            }
+        }
+        self.wake.notify_waiters();
     }
 
     /// The client has processed every frame up to `seq`.

@@ -118,7 +118,8 @@ impl Default for Retention {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores a message; `done` is called once it is durable, in id order
     /// within the room. A retry (same room, user and cid) gets the message
-    /// stored the first time.
+    /// stored the first time. The sender's read mark moves to the message
+    /// in the same step: your own messages never count as unread.
     fn append(&self, message: NewMessage, done: AppendDone);
     /// A page of a room's history, oldest first.
     fn history(&self, room: &str, query: HistoryQuery) -> StoreFuture<'_, Vec<StoredMessage>>;
@@ -227,6 +228,8 @@ impl Store for MemoryStore {
             name: m.name,
             data: m.data,
         });
+        let mark = s.reads.entry((stored.user.clone(), m.room.clone())).or_insert(0);
+        *mark = (*mark).max(id);
         s.messages.entry(m.room).or_default().insert(id, Arc::clone(&stored));
         done(Ok(Appended { message: stored, fresh: true }));
     }

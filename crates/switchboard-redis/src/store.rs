@@ -32,6 +32,8 @@ local id = redis.call('HINCRBY', p .. 'room:' .. room, 'last_id', 1)
 redis.call('SADD', p .. 'rooms', room)
 redis.call('XADD', hist, 'MAXLEN', maxlen, id .. '-0', 'ts', ts, 'user', user, 'name', name, 'data', data)
 if cid ~= '' then redis.call('HSET', p .. 'cids:' .. room, user .. '\31' .. cid, id) end
+local reads = p .. 'reads:' .. user
+if tonumber(redis.call('HGET', reads, room) or '0') < id then redis.call('HSET', reads, room, id) end
 redis.call('XADD', p .. 'events', 'MAXLEN', '~', evmax, '*', 'k', 'msg', 'room', room, 'id', id, 'ts', ts, 'user', user, 'name', name, 'from', from, 'data', data)
 return {id, 1, ts, name, data}
 "#;

@@ -150,6 +150,10 @@ fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Res
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, id, ts, user, name, data, cid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let mut own_read = tx.prepare_cached(
+            "INSERT INTO reads (user, room, id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user, room) DO UPDATE SET id = max(id, excluded.id)",
+        )?;
         for m in messages {
             if let Some(cid) = &m.cid {
                 let earlier = find_cid
@@ -169,6 +173,7 @@ fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Res
             };
             last_ids.insert(&m.room, id);
             insert.execute(params![m.room, id, m.ts, m.user, m.name, m.data.get(), m.cid])?;
+            own_read.execute(params![m.user, m.room, id])?;
             let message = StoredMessage {
                 room: m.room.clone(),
                 id,
@@ -210,8 +215,8 @@ impl Store for SqliteStore {
     fn history(&self, room: &str, q: HistoryQuery) -> StoreFuture<'_, Vec<StoredMessage>> {
         let room = room.to_owned();
         self.run(move |conn| {
-            let after = q.after.unwrap_or(0) as i64;
-            let before = q.before.map_or(i64::MAX, |b| b as i64);
+            let after = q.after.unwrap_or(0).min(i64::MAX as u64) as i64;
+            let before = q.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
             let newest_first = q.after.is_none() && q.before.is_some();
             let sql = if newest_first {
                 "SELECT id, ts, user, name, data FROM messages WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4"

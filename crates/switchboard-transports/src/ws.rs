@@ -61,8 +61,11 @@ pub fn upgrade(
     response
 }
 
-/// The `Sec-WebSocket-Accept` value, when the request is a valid upgrade.
-fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The `Sec-WebSocket-Accept` value, when the request is a valid upgrade
+/// (`Upgrade: websocket`, `Connection: upgrade`, version 13, a key). Public
+/// so protocol adapters with their own WebSocket endpoints (socket.io,
+/// SockJS) answer upgrades the same way.
+pub fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
@@ -76,7 +79,14 @@ fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
     if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
         return None;
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    accept_value(headers.get(header::SEC_WEBSOCKET_KEY)?)
+}
+
+/// The `Sec-WebSocket-Accept` value answering the client's
+/// `Sec-WebSocket-Key` (RFC 6455 §4.2.2). Public so that protocol adapters
+/// with their own upgrade rules (SockJS also accepts hybi-07/08 clients)
+/// compute it the same way.
+pub fn accept_value(key: &HeaderValue) -> Option<HeaderValue> {
     let mut sha = sha1_smol::Sha1::new();
     sha.update(key.as_bytes());
     sha.update(ACCEPT_GUID.as_bytes());
@@ -96,6 +106,7 @@ where
         }
     };
     let mut attachment = attached.attachment;
+    let _gauge = crate::response::ConnectionGauge::open("ws");
     let span = tracing::debug_span!("session", sid = ?attachment.session().id(), transport = "ws");
     async move {
         if send_frames(&mut ws, std::slice::from_ref(&attached.welcome)).await.is_err() {

@@ -45,6 +45,17 @@ pub struct Config {
     /// How long shutdown waits for connections to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Longest time a client may take to send its request headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (431 over it).
+    pub max_header_bytes: usize,
+    /// Most open connections from one IP address (429 over it).
+    pub max_connections_per_ip: usize,
+    /// Most live sessions on this node (new ones get close 4503 over it).
+    pub max_sessions: usize,
+    /// Most rooms one session may be in (error 4413 over it).
+    pub max_rooms_per_session: usize,
     /// Folder served at `/` instead of the built-in demo chat.
     pub static_dir: Option<PathBuf>,
     /// Log filter (`tracing` env-filter syntax), e.g. `info,switchboard=debug`.
@@ -74,6 +85,37 @@ pub struct Config {
     pub rate_typing: f64,
     /// Joins per second per session (burst: 5×).
     pub rate_joins: f64,
+    /// The socket.io endpoint (`[socketio]`); see `docs/socketio.md`.
+    #[serde(default)]
+    pub socketio: switchboard_socketio::SocketIoConfig,
+    /// The SockJS endpoints (`[sockjs]`); see `docs/sockjs.md`.
+    #[serde(default)]
+    pub sockjs: switchboard_sockjs::SockJsConfig,
+    /// Cross-node fan-out: `local` (one node) or `redis` (many nodes; the
+    /// history store, presence and session directory then live in Redis
+    /// too, and `store` is ignored).
+    pub broker: BrokerKind,
+    /// Redis to use with `broker = "redis"`.
+    pub redis_url: String,
+    /// Prefix of every Redis key (several clusters can share one Redis).
+    pub redis_key_prefix: String,
+    /// Address other nodes reach this node at, to forward requests for its
+    /// sessions (default: the listen address).
+    pub advertise: Option<SocketAddr>,
+    /// A node without a heartbeat for this long is dead: its users leave
+    /// presence and its sessions are given up.
+    #[serde(with = "humantime_serde")]
+    pub node_ttl: Duration,
+}
+
+/// How publications reach other nodes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// One node, everything in process.
+    Local,
+    /// Many nodes through Redis.
+    Redis,
 }
 
 /// Which history store a node uses.
@@ -103,6 +145,11 @@ impl Default for Config {
             max_body_bytes: transport.max_body_bytes,
             max_batch: transport.max_batch,
             shutdown_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections_per_ip: 10_000,
+            max_sessions: session.max_sessions,
+            max_rooms_per_session: session.max_rooms,
             static_dir: None,
             log: "info".into(),
             data_dir: PathBuf::from("data"),
@@ -116,6 +163,13 @@ impl Default for Config {
             rate_messages: session.rate_messages.0,
             rate_typing: session.rate_typing.0,
             rate_joins: session.rate_joins.0,
+            socketio: switchboard_socketio::SocketIoConfig::default(),
+            sockjs: switchboard_sockjs::SockJsConfig::default(),
+            broker: BrokerKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "sb:".into(),
+            advertise: None,
+            node_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -131,6 +185,8 @@ impl Config {
             rate_messages: (self.rate_messages, self.rate_messages * 4.0),
             rate_typing: (self.rate_typing, self.rate_typing * 2.0),
             rate_joins: (self.rate_joins, self.rate_joins * 5.0),
+            max_sessions: self.max_sessions,
+            max_rooms: self.max_rooms_per_session,
             ..SessionLimits::default()
         }
     }

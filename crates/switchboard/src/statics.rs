@@ -7,9 +7,31 @@ use switchboard_core::codes;
 use switchboard_transports::response::{self, Body};
 
 const DEMO_PAGE: &str = include_str!("../static/index.html");
+/// The JavaScript client (`clients/js`), served whatever `static_dir` is.
+const CLIENT_JS: &str = include_str!("../../../clients/js/switchboard.js");
+/// The page that relays htmlfile frames to a page on another origin.
+const HTMLFILE_BRIDGE: &str = include_str!("../static/htmlfile-bridge.html");
 
 /// Answers a GET for a static path.
 pub async fn serve(dir: Option<&Path>, path: &str) -> http::Response<Body> {
+    match path {
+        "/switchboard.js" => {
+            let mut response =
+                response::complete(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS);
+            // Pages on other origins import it as a module, which needs CORS;
+            // it is public code, so any origin (without credentials) may.
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            return response;
+        }
+        "/htmlfile-bridge.html" => {
+            return response::complete(StatusCode::OK, "text/html; charset=utf-8", HTMLFILE_BRIDGE);
+        }
+        _ => {}
+    }
     let Some(dir) = dir else {
         return if path == "/" || path == "/index.html" {
             response::complete(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)

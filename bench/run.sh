@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario against Switchboard and its peers
+# (socketioxide, socket.io on Node, nginx + nchan), writes the raw JSON
+# results to bench/results/ and regenerates BENCHMARKS.md.
+#
+#   bench/run.sh            # the full run (about 15-20 minutes)
+#   bench/run.sh --quick    # a short smoke run of every scenario
+#   bench/run.sh --only fanout   # only the scenarios whose name contains "fanout"
+#
+# Installs what is missing: nginx + libnginx-mod-nchan (apt-get), the Node
+# peer's packages (npm ci), the release builds (cargo). Not part of ./test.sh.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+QUICK=0
+ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --only) ONLY="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--only PATTERN]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+RESULTS=$ROOT/bench/results
+RUN=$ROOT/bench/run            # logs and nginx's runtime files (git-ignored)
+BENCH=$ROOT/target/release/switchboard-bench
+SWITCHBOARD=$ROOT/target/release/switchboard
+SIOXIDE_DIR=$ROOT/bench/peers/socketioxide
+SIOXIDE=$SIOXIDE_DIR/target/release/bench-peer-socketioxide
+NODE_DIR=$ROOT/bench/peers/socketio-node
+NCHAN_CONF=$ROOT/bench/peers/nchan/nginx.conf
+mkdir -p "$RESULTS" "$RUN"
+ulimit -n 20000
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- install
+install() {
+  if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+    log "installing nginx and nchan"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
+  fi
+  if [ ! -d "$NODE_DIR/node_modules/socket.io" ]; then
+    log "installing the socket.io peer"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
+  fi
+  log "building Switchboard and the load generator (release)"
+  cargo build --release -q -p switchboard -p switchboard-bench
+  log "building the socketioxide peer (release)"
+  CARGO_TARGET_DIR=$SIOXIDE_DIR/target cargo build --release -q --manifest-path "$SIOXIDE_DIR/Cargo.toml"
+}
+
+# ---------------------------------------------------------------- servers
+SERVER_PID=""
+SERVER_PORT=""
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+start_server() {
+  local name=$1
+  case "$name" in
+    switchboard)
+      SERVER_PORT=7070
+      rm -rf "$RUN/data"
+      # Memory history store; rate and connection limits out of the way.
+      SWITCHBOARD_LISTEN=127.0.0.1:7070 SWITCHBOARD_STORE=memory SWITCHBOARD_DATA_DIR="$RUN/data" \
+      SWITCHBOARD_RATE_MESSAGES=1e9 SWITCHBOARD_RATE_JOINS=1e9 SWITCHBOARD_RATE_TYPING=1e9 \
+      SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 SWITCHBOARD_MAX_SESSIONS=1000000 SWITCHBOARD_LOG=warn \
+        "$SWITCHBOARD" serve >"$RUN/switchboard.log" 2>&1 &
+      SERVER_PID=$! ;;
+    socketioxide)
+      SERVER_PORT=7081
+      "$SIOXIDE" 127.0.0.1:7081 >"$RUN/socketioxide.log" 2>&1 &
+      SERVER_PID=$! ;;
+    socketio-node)
+      SERVER_PORT=7082
+      node "$NODE_DIR/server.js" 127.0.0.1:7082 >"$RUN/socketio-node.log" 2>&1 &
+      SERVER_PID=$! ;;
+    nchan)
+      SERVER_PORT=7083
+      rm -rf "$RUN/nchan"; mkdir -p "$RUN/nchan/tmp"
+      nginx -p "$RUN/nchan" -c "$NCHAN_CONF" -g 'daemon off;' >"$RUN/nchan.log" 2>&1 &
+      SERVER_PID=$! ;;
+  esac
+  wait_port "$SERVER_PORT"
+  sleep 0.5
+}
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+  sleep 1   # let the kernel reap the sockets
+}
+trap stop_server EXIT
+
+version_of() {
+  case "$1" in
+    switchboard) "$SWITCHBOARD" --version | awk '{print $2}' ;;
+    socketioxide) awk '/name = "socketioxide"/{getline; gsub(/[" ]/,""); sub("version=",""); print; exit}' "$SIOXIDE_DIR/Cargo.lock" ;;
+    socketio-node) node -p "require('$NODE_DIR/node_modules/socket.io/package.json').version + ' (Node ' + process.versions.node + ')'" ;;
+    nchan) echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)" ;;
+  esac
+}
+
+# bench NAME SERVER ARGS...: one scenario against a freshly started server.
+bench() {
+  local name=$1 server=$2; shift 2
+  if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then return 0; fi
+  log "$name"
+  start_server "$server"
+  "$BENCH" run --server "$server" --server-version "$(version_of "$server")" \
+    --url "http://127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
+    --out "$RESULTS/$name.json" "$@" || echo "(bench $name failed)" >&2
+  stop_server
+}
+
+# ---------------------------------------------------------------- parameters
+if [ "$QUICK" = 1 ]; then
+  IDLE=1000; SETTLE=1
+  ECHO_CLIENTS=20; ECHO_RATE=1000; FIXED_SECS=2
+  ECHO_RAMP=1000,4000,16000; STEP_SECS=2
+  SUBS=200; PUBS=4; FAN_RATE=50; FAN_RAMP=50,200,800
+  HTTP_RATE=50; HTTP_RAMP=50,200
+  CHURN=10; CHURN_SECS=2
+else
+  IDLE=10000; SETTLE=3
+  ECHO_CLIENTS=100; ECHO_RATE=5000; FIXED_SECS=10
+  ECHO_RAMP=5000,10000,20000,40000,60000,80000,100000,120000,150000,200000; STEP_SECS=4
+  SUBS=1000; PUBS=10; FAN_RATE=100
+  FAN_RAMP=100,200,400,600,800,1000,1200,1500,2000,2500,3000
+  HTTP_RATE=100; HTTP_RAMP=25,50,100,200,400,600,800,1000,1500
+  CHURN=50; CHURN_SECS=10
+fi
+COMMON=(--processes 2 --timeout 300)
+RAMP=(--step "$STEP_SECS" --drain-ms 1000)
+
+# ---------------------------------------------------------------- run
+install
+if [ -z "$ONLY" ]; then rm -f "$RESULTS"/*.json "$RESULTS"/*.svg; fi
+cat >"$RESULTS/meta.json" <<JSON
+{
+  "quick": $([ "$QUICK" = 1 ] && echo true || echo false),
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "uptime_before": "$(uptime | sed 's/^ *//')",
+  "loadavg_before": "$(cut -d' ' -f1-3 /proc/loadavg)",
+  "cpu": "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')",
+  "cores": $(nproc),
+  "memory": "$(free -h | awk '/Mem:/{print $2}')",
+  "kernel": "$(uname -r)",
+  "rustc": "$(rustc --version)",
+  "versions": {
+    "switchboard": "$(version_of switchboard)",
+    "socketioxide": "$(version_of socketioxide)",
+    "socketio-node": "$(version_of socketio-node)",
+    "nchan": "$(version_of nchan)"
+  }
+}
+JSON
+log "load before the run: $(uptime)"
+
+# Idle connections: server memory per connection.
+IDLE_ARGS=(--scenario idle --clients "$IDLE" --settle "$SETTLE" "${COMMON[@]}")
+bench idle-switchboard-native-ws       switchboard   "${IDLE_ARGS[@]}" --protocol native-ws
+bench idle-switchboard-native-sse      switchboard   "${IDLE_ARGS[@]}" --protocol native-sse
+bench idle-switchboard-native-longpoll switchboard   "${IDLE_ARGS[@]}" --protocol native-longpoll
+bench idle-switchboard-socketio-ws     switchboard   "${IDLE_ARGS[@]}" --protocol socketio-ws
+bench idle-socketioxide-socketio-ws    socketioxide  "${IDLE_ARGS[@]}" --protocol socketio-ws
+bench idle-socketio-node-socketio-ws   socketio-node "${IDLE_ARGS[@]}" --protocol socketio-ws
+bench idle-nchan-nchan-sse             nchan         "${IDLE_ARGS[@]}" --protocol nchan-sse
+bench idle-nchan-nchan-longpoll        nchan         "${IDLE_ARGS[@]}" --protocol nchan-longpoll
+
+# Echo at a fixed rate, then the saturation ramp.
+ECHO_ARGS=(--scenario echo --clients "$ECHO_CLIENTS" --rate "$ECHO_RATE" --duration "$FIXED_SECS" "${COMMON[@]}")
+ERAMP_ARGS=(--scenario echo-ramp --clients "$ECHO_CLIENTS" --rates "$ECHO_RAMP" "${RAMP[@]}" "${COMMON[@]}")
+for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide socketio-ws" "socketio-node socketio-ws"; do
+  set -- $target
+  bench "echo-$1-$2" "$1" "${ECHO_ARGS[@]}" --protocol "$2"
+  bench "echo-ramp-$1-$2" "$1" "${ERAMP_ARGS[@]}" --protocol "$2"
+done
+
+# Room fan-out over WebSocket: fixed rate, then the ramp.
+FAN_ARGS=(--scenario fanout --clients "$SUBS" --publishers "$PUBS" --rate "$FAN_RATE" --duration "$FIXED_SECS" "${COMMON[@]}")
+FRAMP_ARGS=(--scenario fanout-ramp --clients "$SUBS" --publishers "$PUBS" --rates "$FAN_RAMP" "${RAMP[@]}" "${COMMON[@]}")
+for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide socketio-ws" "socketio-node socketio-ws"; do
+  set -- $target
+  bench "fanout-$1-$2" "$1" "${FAN_ARGS[@]}" --protocol "$2"
+  bench "fanout-ramp-$1-$2" "$1" "${FRAMP_ARGS[@]}" --protocol "$2"
+done
+
+# Fan-out to SSE and long-poll subscribers, against nchan.
+HFAN_ARGS=(--scenario fanout --clients "$SUBS" --publishers "$PUBS" --rate "$HTTP_RATE" --duration "$FIXED_SECS" "${COMMON[@]}")
+HRAMP_ARGS=(--scenario fanout-ramp --clients "$SUBS" --publishers "$PUBS" --rates "$HTTP_RAMP" "${RAMP[@]}" "${COMMON[@]}")
+for target in "switchboard native-sse" "switchboard native-longpoll" "nchan nchan-sse" "nchan nchan-longpoll"; do
+  set -- $target
+  bench "httpfanout-$1-$2" "$1" "${HFAN_ARGS[@]}" --protocol "$2"
+  bench "httpfanout-ramp-$1-$2" "$1" "${HRAMP_ARGS[@]}" --protocol "$2"
+done
+
+# Connection churn: connect, handshake, close, by concurrent loops.
+CHURN_ARGS=(--scenario churn --clients "$CHURN" --duration "$CHURN_SECS" "${COMMON[@]}")
+for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide socketio-ws" "socketio-node socketio-ws"; do
+  set -- $target
+  bench "churn-$1-$2" "$1" "${CHURN_ARGS[@]}" --protocol "$2"
+done
+
+log "load after the run: $(uptime)"
+python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md"
+log "wrote $ROOT/BENCHMARKS.md"

@@ -1,0 +1,300 @@
+//! One engine.io connection: its outgoing packet queue, which transport
+//! carries it, and the sockets (one per namespace) multiplexed on it.
+//!
+//! The connection is transport state only: each socket's messages, rooms
+//! and recovery live in the socket's core session. The queue holds engine.io
+//! packets the driver ([`crate::driver`]) took from those sessions' outboxes
+//! (plus handshake answers and pings) until a long-poll GET or the
+//! WebSocket writes them. A packet lost with a transport is still in its
+//! session's outbox until a ping/pong round trip proves it arrived, so a
+//! recovering client gets it again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+
+use crate::driver::Command;
+use crate::protocol::engine::Outgoing;
+use crate::socket::Socket;
+
+/// Most packets queued for a transport before the driver stops taking more
+/// from the outboxes (the outboxes then hold them, within their bounds).
+pub const MAX_QUEUED_PACKETS: usize = 1024;
+
+/// Which transport carries the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTP long polling.
+    Polling,
+    /// A WebSocket probe succeeded; polling answers `noop` until the client
+    /// sends `upgrade`.
+    Upgrading,
+    /// The WebSocket carries everything; polling requests are refused.
+    WebSocket,
+}
+
+/// Why a connection closed; the disconnect reason handlers see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent the `close` packet.
+    ClientClose,
+    /// No pong within the ping timeout.
+    PingTimeout,
+    /// The WebSocket closed.
+    TransportClose,
+    /// The client broke the protocol.
+    TransportError,
+    /// No namespace joined within the connect timeout, or the last socket
+    /// left, or the server closed it.
+    ServerClose,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// The reason as socket.io names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClose => "client namespace disconnect",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::ServerClose => "server namespace disconnect",
+            CloseReason::ShuttingDown => "server shutting down",
+        }
+    }
+
+    /// What a long-poll GET held during the close answers: `noop` when the
+    /// client closed, the `close` packet otherwise.
+    pub fn poll_answer(self) -> &'static [u8] {
+        match self {
+            CloseReason::ClientClose => b"6",
+            _ => b"1",
+        }
+    }
+}
+
+/// One engine.io connection.
+#[derive(Debug)]
+pub struct Connection {
+    sid: String,
+    state: Mutex<State>,
+    /// Woken when packets are queued, the mode changes or the connection
+    /// closes.
+    wake: Notify,
+    /// Woken (with a stored permit) when a transport emptied the queue.
+    drained: Notify,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Outgoing>,
+    mode: Mode,
+    closed: Option<CloseReason>,
+    poll_held: bool,
+    post_running: bool,
+    probing: bool,
+    sockets: HashMap<String, Arc<Socket>>,
+    partial: Option<crate::upstream::Partial>,
+    /// Whether a CONNECT came: the first socket.io packet must be one.
+    connect_seen: bool,
+}
+
+impl Connection {
+    /// A new connection with id `sid`, sending commands to its driver.
+    pub fn new(sid: String, mode: Mode, commands: mpsc::UnboundedSender<Command>) -> Arc<Self> {
+        Arc::new(Self {
+            sid,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                mode,
+                closed: None,
+                poll_held: false,
+                post_running: false,
+                probing: false,
+                sockets: HashMap::new(),
+                partial: None,
+                connect_seen: false,
+            }),
+            wake: Notify::new(),
+            drained: Notify::new(),
+            commands,
+        })
+    }
+
+    /// The engine.io session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Queues packets for the transport.
+    pub fn send(&self, packets: impl IntoIterator<Item = Outgoing>) {
+        {
+            let mut state = self.state.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            state.queue.extend(packets);
+        }
+        self.wake.notify_waiters();
+    }
+
+    /// Whether the queue is at its bound.
+    pub fn queue_full(&self) -> bool {
+        self.state.lock().queue.len() >= MAX_QUEUED_PACKETS
+    }
+
+    /// Takes every queued packet.
+    pub fn take_queue(&self) -> Vec<Outgoing> {
+        let taken: Vec<Outgoing> = self.state.lock().queue.drain(..).collect();
+        if !taken.is_empty() {
+            self.drained.notify_one();
+        }
+        taken
+    }
+
+    /// Waits until a transport empties the queue.
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+
+    /// A future that completes at the next wake-up; create it before
+    /// checking the state so no wake-up is missed.
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Closes the connection (once): transports end, the driver cleans up.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut state = self.state.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            state.closed = Some(reason);
+        }
+        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "socket.io connection closed");
+        self.wake.notify_waiters();
+        let _ = self.commands.send(Command::Close);
+    }
+
+    /// Why it closed, if it did.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.state.lock().closed
+    }
+
+    /// The transport mode.
+    pub fn mode(&self) -> Mode {
+        self.state.lock().mode
+    }
+
+    /// Sets the transport mode and wakes whoever waits.
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().mode = mode;
+        self.wake.notify_waiters();
+    }
+
+    /// Sends a command to the driver.
+    pub fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Marks a long-poll GET as held; false when one already is.
+    pub fn begin_poll(&self) -> bool {
+        !std::mem::replace(&mut self.state.lock().poll_held, true)
+    }
+
+    /// The held GET answered.
+    pub fn end_poll(&self) {
+        self.state.lock().poll_held = false;
+    }
+
+    /// Marks a POST as running; false when one already is.
+    pub fn begin_post(&self) -> bool {
+        !std::mem::replace(&mut self.state.lock().post_running, true)
+    }
+
+    /// The POST finished.
+    pub fn end_post(&self) {
+        self.state.lock().post_running = false;
+    }
+
+    /// Marks a WebSocket probe as connected; false when the connection
+    /// cannot be upgraded (not polling, or another probe is there).
+    pub fn begin_probe(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.mode != Mode::Polling || state.probing || state.closed.is_some() {
+            return false;
+        }
+        state.probing = true;
+        true
+    }
+
+    /// The probe WebSocket went away before the upgrade completed.
+    pub fn abort_probe(&self) {
+        {
+            let mut state = self.state.lock();
+            state.probing = false;
+            if state.mode == Mode::Upgrading {
+                state.mode = Mode::Polling;
+            }
+        }
+        self.wake.notify_waiters();
+    }
+
+    /// The socket connected to `namespace`, if any.
+    pub fn socket(&self, namespace: &str) -> Option<Arc<Socket>> {
+        self.state.lock().sockets.get(namespace).cloned()
+    }
+
+    /// Registers a socket; false when the namespace already has one.
+    pub fn add_socket(&self, namespace: &str, socket: Arc<Socket>) -> bool {
+        let mut state = self.state.lock();
+        if state.closed.is_some() || state.sockets.contains_key(namespace) {
+            return false;
+        }
+        state.sockets.insert(namespace.to_owned(), socket);
+        true
+    }
+
+    /// Unregisters the socket of `namespace` when it is `socket` (or any
+    /// socket when `socket` is `None`); returns it.
+    pub fn remove_socket(
+        &self,
+        namespace: &str,
+        socket: Option<&Arc<Socket>>,
+    ) -> Option<Arc<Socket>> {
+        let mut state = self.state.lock();
+        match (state.sockets.get(namespace), socket) {
+            (Some(current), Some(expected)) if !Arc::ptr_eq(current, expected) => None,
+            (Some(_), _) => state.sockets.remove(namespace),
+            (None, _) => None,
+        }
+    }
+
+    /// Unregisters every socket; returns them.
+    pub fn remove_all_sockets(&self) -> Vec<Arc<Socket>> {
+        self.state.lock().sockets.drain().map(|(_, s)| s).collect()
+    }
+
+    /// How many sockets are connected.
+    pub fn socket_count(&self) -> usize {
+        self.state.lock().sockets.len()
+    }
+
+    /// Records a socket.io packet; false when it is not a CONNECT and none
+    /// came before (the protocol then closes the connection).
+    pub fn allows_packet(&self, is_connect: bool) -> bool {
+        let mut state = self.state.lock();
+        state.connect_seen |= is_connect;
+        state.connect_seen
+    }
+
+    /// Runs `f` on the binary packet being assembled.
+    pub fn with_partial<R>(&self, f: impl FnOnce(&mut Option<crate::upstream::Partial>) -> R) -> R {
+        f(&mut self.state.lock().partial)
+    }
+}

@@ -1,0 +1,203 @@
+//! The WebSocket transport: a connection opened directly over WebSocket,
+//! or the upgrade of a polling connection (`2probe` → `3probe`, the held
+//! poll answered with `noop`, then `5`), after which the WebSocket carries
+//! everything. One task per WebSocket writes the connection's queue and
+//! reads the client's messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use switchboard_transports::response::{self, Body};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
+
+use crate::connection::{CloseReason, Connection, Mode};
+use crate::endpoint::{EngineError, Inner};
+use crate::protocol::engine::{self, kind, Incoming as Packet, Outgoing};
+use crate::upstream;
+
+/// How long a probe WebSocket may take to complete the upgrade.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers an upgrade request: a new connection (`conn` is `None`) or the
+/// upgrade of a polling one.
+pub fn upgrade(
+    inner: Arc<Inner>,
+    request: http::Request<Incoming>,
+    conn: Option<Arc<Connection>>,
+) -> Response<Body> {
+    let Some(accept) = switchboard_transports::ws::accept_key(request.headers()) else {
+        return EngineError::BadRequest.response();
+    };
+    if let Some(conn) = &conn {
+        if !conn.begin_probe() {
+            return EngineError::BadRequest.response();
+        }
+    }
+    if conn.is_none() && inner.core.is_shutting_down() {
+        return response::complete(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "shutting down",
+        );
+    }
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
+                let ws = tokio_websockets::ServerBuilder::new()
+                    .limits(limits)
+                    .serve(TokioIo::new(upgraded));
+                match conn {
+                    Some(conn) => probe(inner, conn, ws).await,
+                    None => {
+                        let conn = inner.open(Mode::WebSocket).await;
+                        conn.send([Outgoing::text(
+                            kind::OPEN,
+                            &inner.handshake(conn.sid(), false),
+                        )]);
+                        run(&inner, &conn, ws).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "socket.io websocket upgrade failed");
+                if let Some(conn) = conn {
+                    conn.abort_probe();
+                }
+            }
+        }
+    });
+    let mut response = Response::new(response::full(""));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The probe phase of an upgrade; on success the WebSocket takes over.
+async fn probe<S>(inner: Arc<Inner>, conn: Arc<Connection>, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, async {
+        while let Some(Ok(message)) = ws.next().await {
+            let Some(text) = message.as_text() else {
+                return false;
+            };
+            match engine::decode_text(text) {
+                Ok(Packet::Ping(data)) if data == "probe" => {
+                    if ws
+                        .send(Message::text(String::from("3probe")))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                    conn.set_mode(Mode::Upgrading);
+                }
+                Ok(Packet::Upgrade) if conn.mode() == Mode::Upgrading => return true,
+                _ => return false,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !upgraded || conn.closed().is_some() {
+        conn.abort_probe();
+        let _ = close(&mut ws).await;
+        return;
+    }
+    conn.set_mode(Mode::WebSocket);
+    run(&inner, &conn, ws).await;
+}
+
+/// Writes the queue and reads the client until the connection closes.
+async fn run<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let woken = conn.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let packets = conn.take_queue();
+        if !packets.is_empty() && write(&mut ws, packets).await.is_err() {
+            conn.close(CloseReason::TransportClose);
+            return;
+        }
+        if conn.closed().is_some() {
+            let _ = close(&mut ws).await;
+            return;
+        }
+        tokio::select! {
+            () = &mut woken => {}
+            message = ws.next() => match message {
+                Some(Ok(message)) if message.is_close() => {
+                    conn.close(CloseReason::TransportClose);
+                    let _ = ws.flush().await;
+                    return;
+                }
+                Some(Ok(message)) => {
+                    let packet = if let Some(text) = message.as_text() {
+                        engine::decode_text(text).map_err(|e| e.to_string())
+                    } else if message.is_binary() {
+                        Ok(Packet::Binary(message.into_payload().into()))
+                    } else {
+                        continue; // WebSocket-level ping or pong
+                    };
+                    let handled = packet.and_then(|p| upstream::handle(inner, conn, p).map_err(|e| e.to_string()));
+                    if let Err(e) = handled {
+                        tracing::debug!(sid = %conn.sid(), error = %e, "protocol error on websocket");
+                        conn.close(CloseReason::TransportError);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(sid = %conn.sid(), error = %e, "websocket read failed");
+                    conn.close(CloseReason::TransportError);
+                    // tokio-websockets queued the right close frame (1009
+                    // for a message over maxPayload); push it out.
+                    let _ = ws.flush().await;
+                    return;
+                }
+                None => {
+                    conn.close(CloseReason::TransportClose);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write<S>(
+    ws: &mut WebSocketStream<S>,
+    packets: Vec<Outgoing>,
+) -> Result<(), tokio_websockets::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for packet in packets {
+        let message = match packet {
+            Outgoing::Text(text) => Message::text(text),
+            Outgoing::Binary(bytes) => Message::binary(bytes),
+        };
+        ws.feed(message).await?;
+    }
+    ws.flush().await
+}
+
+async fn close<S>(ws: &mut WebSocketStream<S>) -> Result<(), tokio_websockets::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::close(Some(CloseCode::NORMAL_CLOSURE), ""))
+        .await?;
+    ws.close().await
+}

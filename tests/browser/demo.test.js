@@ -1,0 +1,58 @@
+// The demo chat at `/`: two tabs talk, the close/reconnect button queues and
+// then delivers, the transport picker moves the session, the indicators follow.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { launchBrowser, startServer } from './harness.js';
+
+let browser;
+let server;
+
+before(async () => {
+  [browser, server] = await Promise.all([launchBrowser(), startServer({ staticDir: null })]);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const bubbles = (page) => page.$$eval('#messages li:not(.note)', (items) => items.map((li) => li.lastChild.textContent));
+
+test('demo chat: two tabs, close/reconnect with a queued message, transport picker', async () => {
+  const context = await browser.newContext();
+  try {
+    const [a, b] = await Promise.all([context.newPage(), context.newPage()]);
+    await Promise.all([a.goto(`${server.origin}/`), b.goto(`${server.origin}/?transport=sse`)]);
+    for (const page of [a, b]) await page.waitForFunction(() => document.querySelector('#state').dataset.state === 'open');
+    assert.equal(await b.textContent('#transport'), 'sse');
+    assert.match(await a.textContent('#id'), /^[0-9a-f]{16}$/);
+
+    await a.fill('#text', 'hello from a');
+    await a.click('#send');
+    await b.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 1);
+    assert.deepEqual(await bubbles(b), ['hello from a']);
+
+    await b.click('#toggle');
+    assert.equal(await b.getAttribute('#state', 'data-state'), 'closed');
+    await b.fill('#text', 'queued in b');
+    await b.click('#send');
+    assert.equal(await b.textContent('#pending'), '1');
+    await b.click('#toggle'); // reconnect
+    await a.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 2);
+    await b.waitForFunction(() => document.querySelector('#pending').textContent === '0');
+    assert.deepEqual(await bubbles(a), ['hello from a', 'queued in b']);
+    assert.deepEqual(await bubbles(b), ['hello from a', 'queued in b']);
+
+    await a.selectOption('#picker', 'jsonp');
+    await a.waitForFunction(() => document.querySelector('#transport').textContent === 'jsonp');
+    await b.fill('#text', 'after the switch');
+    await b.click('#send');
+    await a.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 3);
+    assert.deepEqual(await bubbles(a), ['hello from a', 'queued in b', 'after the switch']);
+    assert.ok(Number(await a.textContent('#last')) >= 3);
+  } finally {
+    await context.close();
+  }
+});

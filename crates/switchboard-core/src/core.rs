@@ -253,15 +253,8 @@ impl Core {
                 (session, false)
             }
             None => {
-                if self.registry.len() >= self.limits.max_sessions {
-                    metrics::counter!("switchboard_errors_total", "code" => codes::SERVER_FULL.to_string()).increment(1);
-                    return Err(AttachError::Full);
-                }
                 let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
-                let session = self.create_session_for(identity, Arc::new(NativeEncoder));
-                self.broker.session_created(session.id()).await;
-                self.on_new_session(&session).await;
-                (session, true)
+                (self.open_session(identity, Arc::new(NativeEncoder)).await?, true)
             }
         };
         let attachment = session.attach(last).map_err(AttachError::Ended)?;
@@ -273,6 +266,21 @@ impl Core {
             self.limits.heartbeat.as_millis() as u64,
         );
         Ok(Attached { attachment, welcome, created })
+    }
+
+    /// A new session of `identity`, with everything a user's new session
+    /// gets: the node's session limit, registration with the broker (so
+    /// other nodes forward to it), the user's rooms joined, offline replay
+    /// and unread counts. Protocol adapters call this too.
+    pub async fn open_session(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Result<Arc<Session>, AttachError> {
+        if self.registry.len() >= self.limits.max_sessions {
+            metrics::counter!("switchboard_errors_total", "code" => codes::SERVER_FULL.to_string()).increment(1);
+            return Err(AttachError::Full);
+        }
+        let session = self.create_session_for(identity, encoder);
+        self.broker.session_created(session.id()).await;
+        self.on_new_session(&session).await;
+        Ok(session)
     }
 
     /// A user's new session: join the rooms the user is a member of, replay

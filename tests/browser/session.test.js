@@ -149,7 +149,7 @@ test('the same user on a reloaded page (a new session) has new messages delivere
   try {
     const open = (name) => openChat(context, { pageOrigin: pages.origin, server: server.origin, transports: 'websocket', options: { ...FAST, name } });
     const b = await open('bob');
-    let a = await open('alice');
+    const a = await open('alice');
     await say(a, 'before reload');
     await a.reload();
     await a.waitForFunction(() => window.sbJoined === true);

@@ -76,6 +76,9 @@ fn err(e: rusqlite::Error) -> StoreError {
 }
 
 fn init(conn: &mut Connection) -> rusqlite::Result<()> {
+    // Another process on the same file (a mistake, but a survivable one)
+    // makes writers wait instead of failing at once.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(

@@ -36,8 +36,49 @@ pub fn check(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
     }
 }
 
+/// Checks a request that browsers send without `Origin`: a `<script>` tag
+/// (JSONP) or an iframe (htmlfile). The page's origin is taken from
+/// `Referer`; without one, a request the browser marks as cross-site
+/// (`Sec-Fetch-Site: cross-site`) is refused unless any origin is allowed.
+pub fn check_embedded(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
+    if headers.contains_key(header::ORIGIN) {
+        return check(allowed, headers);
+    }
+    if allowed.iter().any(|a| a == "*") {
+        return OriginCheck::Absent;
+    }
+    // The server's own pages (the htmlfile bridge) embed it same-origin.
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"same-origin") {
+        return OriginCheck::Absent;
+    }
+    if let Some(referer) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
+        let origin = referer_origin(referer);
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let same_host = host.is_some_and(|h| origin.split_once("://").is_some_and(|(_, o)| o.eq_ignore_ascii_case(h)));
+        return if same_host || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            OriginCheck::Absent
+        } else {
+            OriginCheck::Refused
+        };
+    }
+    match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+        Some(b"cross-site") => OriginCheck::Refused,
+        _ => OriginCheck::Absent,
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn referer_origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find(['/', '?', '#']) {
+        Some(end) => &url[..after_scheme + end],
+        None => url,
+    }
+}
+
 /// The 403 answer to a refused origin.
 pub fn refused() -> Response<Body> {
+    switchboard_core::codes::count_error(switchboard_core::codes::FORBIDDEN);
     response::error(
         StatusCode::FORBIDDEN,
         switchboard_core::codes::FORBIDDEN,
@@ -66,4 +107,32 @@ pub fn preflight(origin: &HeaderValue) -> Response<Body> {
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     allow(&mut response, origin);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn embedded_requests_are_checked_by_referer_or_fetch_site() {
+        let allowed = vec!["https://app.example".to_string()];
+        let ok = headers(&[("referer", "https://app.example/chat?x=1")]);
+        assert!(matches!(check_embedded(&allowed, &ok), OriginCheck::Absent));
+        let own = headers(&[("referer", "http://chat.example:8080/htmlfile-bridge.html"), ("host", "chat.example:8080")]);
+        assert!(matches!(check_embedded(&allowed, &own), OriginCheck::Absent));
+        let bad = headers(&[("referer", "https://evil.example/")]);
+        assert!(matches!(check_embedded(&allowed, &bad), OriginCheck::Refused));
+        let cross = headers(&[("sec-fetch-site", "cross-site")]);
+        assert!(matches!(check_embedded(&allowed, &cross), OriginCheck::Refused));
+        assert!(matches!(check_embedded(&allowed, &headers(&[])), OriginCheck::Absent));
+        assert!(matches!(check_embedded(&["*".into()], &cross), OriginCheck::Absent));
+    }
 }

@@ -22,6 +22,9 @@ pub fn complete(status: StatusCode, content_type: &'static str, body: impl Into<
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Error messages may quote what the client sent: never let a browser
+    // sniff a JSON or text answer into HTML.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 

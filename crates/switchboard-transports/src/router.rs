@@ -42,7 +42,14 @@ impl Switchboard {
 
     /// Answers one request to a `/v1/` path.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        let origin = match cors::check(&self.config.allowed_origins, request.headers()) {
+        // Script tags and iframes send no Origin: judge them by Referer.
+        let embedded = matches!(request.uri().path(), "/v1/jsonp" | "/v1/htmlfile");
+        let checked = if embedded {
+            cors::check_embedded(&self.config.allowed_origins, request.headers())
+        } else {
+            cors::check(&self.config.allowed_origins, request.headers())
+        };
+        let origin = match checked {
             OriginCheck::Refused => return cors::refused(),
             OriginCheck::Allowed(origin) => Some(origin),
             OriginCheck::Absent => None,

@@ -21,6 +21,7 @@ pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, bod
     let bytes = match Limited::new(body, config.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            codes::count_error(codes::TOO_LARGE);
             return response::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::TOO_LARGE,
@@ -34,6 +35,7 @@ pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, bod
     let frames = match frame::parse_batch(&bytes, config.max_batch, config.max_frame_bytes) {
         Ok(frames) => frames,
         Err(e) => {
+            codes::count_error(e.code);
             let status = if e.code == codes::TOO_LARGE {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else {

@@ -34,6 +34,10 @@ pub struct ServeLimits {
     pub max_connections_per_ip: usize,
     /// How long shutdown waits for open connections to finish.
     pub drain: Duration,
+    /// Longest a write to a client may make no progress (a peer that stopped
+    /// reading: a slow consumer); then the connection is closed and its
+    /// session detaches. Zero: never.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -43,6 +47,7 @@ impl Default for ServeLimits {
             max_header_bytes: 64 * 1024,
             max_connections_per_ip: 10_000,
             drain: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -83,11 +88,49 @@ impl Drop for IpSlot {
 }
 
 /// A TCP stream that holds its IP slot for as long as it lives, also after
-/// an upgrade hands it to a WebSocket.
+/// an upgrade hands it to a WebSocket; and that gives up on a peer that
+/// stopped reading. Every transport writes through it, so one timer here
+/// bounds them all: a write that makes no progress for `write_timeout`
+/// fails, which ends the connection (the session detaches; its outbox, not
+/// the socket, holds what the client missed).
 #[derive(Debug)]
 struct Admitted {
     stream: TcpStream,
     _slot: IpSlot,
+    write_timeout: Duration,
+    /// The stall timer, allocated at the first stall only (idle connections
+    /// stay small) and re-armed at each later one.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the last write was refused for lack of room.
+    stalling: bool,
+}
+
+impl Admitted {
+    fn new(stream: TcpStream, slot: IpSlot, write_timeout: Duration) -> Self {
+        Self { stream, _slot: slot, write_timeout, stall: None, stalling: false }
+    }
+
+    /// Follows a write's outcome: progress disarms the stall timer; a
+    /// refused write arms it (if not running), and once it has run out the
+    /// write fails.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() || self.write_timeout.is_zero() {
+            self.stalling = false;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let timer = self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !self.stalling {
+            self.stalling = true;
+            timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        metrics::counter!("switchboard_slow_consumers_total").increment(1);
+        tracing::debug!("client took nothing for {timeout:?}; closing the connection");
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")))
+    }
 }
 
 impl AsyncRead for Admitted {
@@ -97,15 +140,19 @@ impl AsyncRead for Admitted {
 }
 
 impl AsyncWrite for Admitted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(cx, polled)
     }
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
@@ -145,7 +192,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let Some(slot) = per_ip.admit(peer.ip(), limits.max_connections_per_ip) else {
-            metrics::counter!("switchboard_errors_total", "code" => "429").increment(1);
+            switchboard_core::codes::count_error(429);
             tokio::spawn(refuse_busy(stream, limits.max_connections_per_ip));
             continue;
         };
@@ -158,7 +205,7 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
-            .serve_connection(TokioIo::new(Admitted { stream, _slot: slot }), service)
+            .serve_connection(TokioIo::new(Admitted::new(stream, slot, limits.write_timeout)), service)
             .with_upgrades();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -171,6 +218,11 @@ where
                 }
             };
             if let Err(e) = result {
+                if e.is_parse_too_large() {
+                    switchboard_core::codes::count_error(431);
+                } else if e.is_timeout() {
+                    switchboard_core::codes::count_error(408);
+                }
                 tracing::trace!(error = %e, "connection ended with an error");
             }
         });

@@ -151,6 +151,9 @@ where
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket read failed");
+                    if let tokio_websockets::Error::PayloadTooLong { .. } = e {
+                        codes::count_error(1009);
+                    }
                     // tokio-websockets has queued the right close frame
                     // (1009 for an oversized message); push it out.
                     let _ = ws.flush().await;
@@ -174,6 +177,7 @@ where
     match frame::parse_batch(text, config.max_batch, config.max_frame_bytes) {
         Ok(frames) => core.apply(attachment.session(), frames).await,
         Err(e) => {
+            codes::count_error(e.code);
             let _ = send_frames(ws, &[frame::attachment_error(e.code, &e.message)]).await;
         }
     }

@@ -26,3 +26,12 @@ pub const RATE_LIMITED: u16 = 4429;
 pub const STORE_FAILED: u16 = 4500;
 /// The node has as many sessions as it may hold; retry later or elsewhere.
 pub const SERVER_FULL: u16 = 4503;
+
+/// Counts one refusal in `switchboard_errors_total{code}`. Every bound and
+/// rule a client can break is counted under the code it was answered with
+/// (`docs/limits.md`); refusals below the protocol, where no protocol code
+/// is sent, use the HTTP status (`429`, `431`, `408`) or WebSocket close
+/// code (`1009`).
+pub fn count_error(code: u16) {
+    metrics::counter!("switchboard_errors_total", "code" => code.to_string()).increment(1);
+}

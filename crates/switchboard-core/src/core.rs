@@ -228,7 +228,22 @@ impl Core {
 
     /// Checks credentials.
     pub fn authenticate(&self, credentials: &Credentials) -> Result<Identity, AuthError> {
-        self.authenticator.authenticate(credentials)
+        let result = self.authenticator.authenticate(credentials);
+        if result.is_err() {
+            codes::count_error(codes::UNAUTHORIZED);
+        }
+        result
+    }
+
+    /// Refuses a new session when this node holds `max_sessions` already
+    /// (counted under 4503). [`Core::open_session`] checks it; protocol
+    /// adapters that create sessions themselves call it first.
+    pub fn check_capacity(&self) -> Result<(), AttachError> {
+        if self.registry.len() >= self.limits.max_sessions {
+            codes::count_error(codes::SERVER_FULL);
+            return Err(AttachError::Full);
+        }
+        Ok(())
     }
 
     /// Attaches a downstream: to the session `sid` (resuming after `last`),
@@ -244,6 +259,7 @@ impl Core {
                 if credentials.token.is_some() || credentials.name.is_some() {
                     let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
                     if identity.user != session.identity().user {
+                        codes::count_error(codes::UNAUTHORIZED);
                         return Err(AttachError::Unauthorized(AuthError(
                             "this session belongs to another user".into(),
                         )));
@@ -273,10 +289,7 @@ impl Core {
     /// other nodes forward to it), the user's rooms joined, offline replay
     /// and unread counts. Protocol adapters call this too.
     pub async fn open_session(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Result<Arc<Session>, AttachError> {
-        if self.registry.len() >= self.limits.max_sessions {
-            metrics::counter!("switchboard_errors_total", "code" => codes::SERVER_FULL.to_string()).increment(1);
-            return Err(AttachError::Full);
-        }
+        self.check_capacity()?;
         let session = self.create_session_for(identity, encoder);
         self.broker.session_created(session.id()).await;
         self.on_new_session(&session).await;

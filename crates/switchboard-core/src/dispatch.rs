@@ -35,6 +35,7 @@ impl Core {
     /// Applies upstream frames in order; answers (ack, echo, error, query
     /// results) are queued as sequenced frames of the session.
     pub async fn apply(&self, session: &Arc<Session>, frames: Vec<Result<Upstream, FrameError>>) {
+        let _in_order = session.applying.lock().await;
         for frame in frames {
             metrics::counter!("switchboard_frames_in_total").increment(1);
             match frame {

@@ -121,6 +121,13 @@ pub fn parse_batch(
             message: format!("{} frames in one batch; the limit is {max_batch}", frames.len()),
         });
     }
+    if frames.iter().any(|f| f.kind.is_none()) {
+        return Err(FrameError {
+            cid: None,
+            code: codes::BAD_REQUEST,
+            message: "every frame needs a string \"type\"".into(),
+        });
+    }
     let largest = frames.iter().filter_map(|f| f.data.as_ref()).map(|d| d.get().len()).max();
     if largest.is_some_and(|len| len > max_frame_bytes) {
         return Err(FrameError {

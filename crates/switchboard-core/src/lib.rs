@@ -45,6 +45,8 @@ pub mod store;
 
 mod core;
 mod dispatch;
+#[cfg(test)]
+mod proptests;
 
 pub use crate::core::{AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM};
 pub use crate::dispatch::{dm_members, dm_room, DM_PREFIX};

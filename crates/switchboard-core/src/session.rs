@@ -25,6 +25,9 @@ use crate::publication::Encoder;
 /// One client's logical connection; outlives its transports.
 #[derive(Debug)]
 pub struct Session {
+    /// Held while a batch of upstream frames is applied, so a retried batch
+    /// that overlaps the first waits for it instead of overtaking it.
+    pub(crate) applying: tokio::sync::Mutex<()>,
     id: SessionId,
     public_id: String,
     identity: Identity,
@@ -98,10 +101,11 @@ impl EndReason {
                 "a newer connection took over this session",
                 false,
             ),
+            // Not resumable: `reconnect` means "resume this sid".
             EndReason::SessionEnded => frame::close(
                 codes::SESSION_NOT_FOUND,
                 "session ended; start a new session",
-                true,
+                false,
             ),
             EndReason::ShuttingDown => {
                 frame::close(codes::SHUTTING_DOWN, "server shutting down; resume shortly", true)
@@ -125,6 +129,7 @@ impl Session {
     pub(crate) fn new(limits: &SessionLimits, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Self> {
         let bucket = |(rate, burst): (f64, f64)| TokenBucket::new(rate, burst);
         Arc::new(Self {
+            applying: tokio::sync::Mutex::new(()),
             id: SessionId::random(),
             public_id: PublicId::random().to_string(),
             identity,

@@ -10,7 +10,13 @@ use std::fmt;
 use serde_json::Value;
 
 /// The sequenced frame types of `docs/protocol.md` §1.1.
-pub const DOCUMENTED_SEQUENCED_TYPES: [&str; 4] = ["msg", "ack", "echo", "error"];
+pub const DOCUMENTED_SEQUENCED_TYPES: [&str; 10] = [
+    "msg", "ack", "presence", "typing", "read", "history", "who", "rooms", "echo", "error",
+];
+/// Sequenced frames the server sends of its own accord about a room or the
+/// user (§1.1, §7), not in answer to a frame of this session: delivery
+/// tests step over them (their `seq` is still checked).
+pub const ROOM_EVENT_TYPES: [&str; 4] = ["presence", "typing", "read", "rooms"];
 /// The control frame types of `docs/protocol.md` §1.2.
 pub const DOCUMENTED_CONTROL_TYPES: [&str; 5] = ["welcome", "ping", "gap", "close", "error"];
 
@@ -84,10 +90,8 @@ impl Frame {
         self.value.get(key).and_then(Value::as_bool)
     }
 
-    /// True for a frame of a type the protocol document does not list
-    /// (room events such as `presence` that the server added beyond §1).
-    /// Such frames still take part in sequencing when they have a `seq`;
-    /// the delivery tests step over them, `frame_vocabulary.rs` reports them.
+    /// True for a frame of a type the protocol document does not list.
+    /// `frame_vocabulary.rs` reports them; other tests step over them.
     pub fn is_extension(&self) -> bool {
         let documented: &[&str] = if self.seq().is_some() {
             &DOCUMENTED_SEQUENCED_TYPES
@@ -95,6 +99,13 @@ impl Frame {
             &DOCUMENTED_CONTROL_TYPES
         };
         !documented.contains(&self.typ())
+    }
+
+    /// True for a sequenced room event ([`ROOM_EVENT_TYPES`]) or an
+    /// undocumented frame: what a test of delivery, ordering or answers to
+    /// its own upstream frames steps over.
+    pub fn is_incidental(&self) -> bool {
+        (self.seq().is_some() && ROOM_EVENT_TYPES.contains(&self.typ())) || self.is_extension()
     }
 
     /// True for a `close` frame with this code.

@@ -24,11 +24,15 @@
 //! - [`scenario`]: the flows every transport must pass.
 //! - [`sockjs`]: the SockJS protocol test services and a text WebSocket
 //!   client.
+//! - [`hardening`]: metric snapshots, a bystander client, raw TCP requests,
+//!   slow consumers and the server as a child process, for the limit,
+//!   security and shutdown tests.
 
 pub mod chaos;
 pub mod cluster;
 pub mod downstream;
 pub mod frame;
+pub mod hardening;
 pub mod http;
 pub mod im;
 pub mod resuming;

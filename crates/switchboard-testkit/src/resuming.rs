@@ -42,8 +42,9 @@ pub struct DeliveryReport {
     pub gaps: Vec<(u64, u64)>,
     /// Anything else: bad `welcome`s, stray control errors, unknown frames.
     pub other: Vec<String>,
-    /// Sequenced extension frames (see [`Frame::is_extension`]) stepped over.
-    pub extension_frames: u64,
+    /// Incidental frames (room events, see [`Frame::is_incidental`])
+    /// stepped over.
+    pub incidental_frames: u64,
     /// `close` 4000 frames on the client's only live attachment that it
     /// resumed after (see [`ResumingClient::resume_when_superseded`]).
     pub superseded_resumes: u64,
@@ -69,7 +70,7 @@ impl fmt::Display for DeliveryReport {
         write!(
             f,
             "{} attachments ({} broken, {} superseded by a stale request); duplicates {:?}; \
-             skipped {:?}; gaps {:?}; other {:?}; {} extension frames",
+             skipped {:?}; gaps {:?}; other {:?}; {} incidental frames",
             self.attachments,
             self.broken,
             self.superseded_resumes,
@@ -77,7 +78,7 @@ impl fmt::Display for DeliveryReport {
             self.skipped,
             self.gaps,
             self.other,
-            self.extension_frames
+            self.incidental_frames
         )
     }
 }
@@ -203,6 +204,12 @@ impl ResumingClient {
         self.upstream.clone()
     }
 
+    /// Sends frames upstream (`POST /v1/send`, fresh `cid`s, resent with
+    /// the same `cid`s until the server takes them); returns the `cid`s.
+    pub async fn send(&self, frames: Vec<serde_json::Value>) -> anyhow::Result<Vec<String>> {
+        self.upstream.send(frames).await
+    }
+
     /// What went wrong so far.
     pub fn report(&self) -> &DeliveryReport {
         &self.report
@@ -221,7 +228,8 @@ impl ResumingClient {
     }
 
     /// The next sequenced frame or `gap`, in order, resuming as needed.
-    /// Extension frames are stepped over (counted in the report).
+    /// Incidental frames (room events) are stepped over, counted in the
+    /// report.
     /// [`SessionClosed`] when the server ended the session for this client.
     pub async fn recv(&mut self) -> anyhow::Result<Frame> {
         loop {
@@ -287,8 +295,8 @@ impl ResumingClient {
             }
             self.last = seq;
             self.maybe_ack();
-            if frame.is_extension() {
-                self.report.extension_frames += 1;
+            if frame.is_incidental() {
+                self.report.incidental_frames += 1;
                 return Ok(None);
             }
             return Ok(Some(frame));
@@ -309,8 +317,8 @@ impl ResumingClient {
                 Ok(None)
             }
             "ping" => Ok(None),
-            _ if frame.is_extension() => {
-                self.report.extension_frames += 1;
+            _ if frame.is_incidental() => {
+                self.report.incidental_frames += 1;
                 Ok(None)
             }
             "gap" => {

@@ -175,8 +175,9 @@ impl Subscriber {
     }
 
     /// The next sequenced frame, which must have `seq == last + 1`. `ping`s
-    /// are skipped; any other control frame is an error. Sequenced extension
-    /// frames (`presence`, ...) are checked for their `seq` and stepped over.
+    /// are skipped; any other control frame is an error. Incidental frames
+    /// (room events such as `presence`, see [`Frame::is_incidental`]) are
+    /// checked for their `seq` and stepped over.
     pub async fn next_sequenced(&mut self) -> anyhow::Result<Frame> {
         loop {
             let frame = self.downstream().next_frame().await?;
@@ -197,7 +198,7 @@ impl Subscriber {
                 }
             );
             self.last = seq;
-            if frame.is_extension() {
+            if frame.is_incidental() {
                 continue;
             }
             return Ok(frame);

@@ -32,11 +32,13 @@ impl TestServer {
     /// grace, small outbox, ...). The listen address is always forced to an
     /// ephemeral loopback port.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::default();
-        config.store = StoreKind::Memory;
-        config.rate_messages = UNLIMITED_RATE;
-        config.rate_typing = UNLIMITED_RATE;
-        config.rate_joins = UNLIMITED_RATE;
+        let mut config = Config {
+            store: StoreKind::Memory,
+            rate_messages: UNLIMITED_RATE,
+            rate_typing: UNLIMITED_RATE,
+            rate_joins: UNLIMITED_RATE,
+            ..Config::default()
+        };
         configure(&mut config);
         config.listen = "127.0.0.1:0".parse().expect("loopback address");
         let server = Server::bind(config).await.expect("bind test server");

@@ -84,6 +84,7 @@ impl Server {
             max_header_bytes: self.config.max_header_bytes,
             max_connections_per_ip: self.config.max_connections_per_ip,
             drain: self.config.shutdown_timeout,
+            write_timeout: self.config.write_timeout,
         };
         switchboard_transports::server::serve(self.listener, handler, shutdown, limits).await;
         reaper.abort();
@@ -120,6 +121,7 @@ struct App {
     sockjs: Option<SockJs>,
     static_dir: Option<PathBuf>,
     api_key: Option<String>,
+    allowed_origins: Vec<String>,
     metrics: PrometheusHandle,
 }
 
@@ -180,6 +182,7 @@ impl App {
             sockjs,
             static_dir: config.static_dir.clone(),
             api_key: config.api_key.clone(),
+            allowed_origins: config.allowed_origins.clone(),
             metrics: crate::metrics_handle(),
         })
     }
@@ -194,6 +197,12 @@ impl App {
         }
         if let Some(io) = self.socketio.as_ref().filter(|io| io.owns(path)) {
             return io.handle(request).await;
+        }
+        // Everything else answers 403 to a foreign origin too.
+        if let switchboard_transports::cors::OriginCheck::Refused =
+            switchboard_transports::cors::check(&self.allowed_origins, request.headers())
+        {
+            return switchboard_transports::cors::refused();
         }
         if path.starts_with("/api/v1/") || path == "/api/v1" {
             return crate::api::handle(&self.core, self.api_key.as_deref(), request).await;

@@ -193,6 +193,67 @@ async fn websocket_upgrade_from_foreign_origin_is_refused_with_403() {
     .await;
 }
 
+/// JSONP script tags and htmlfile iframes send no `Origin`: the page is
+/// judged by `Referer`, and without one a request marked
+/// `Sec-Fetch-Site: cross-site` is refused.
+#[tokio::test]
+async fn jsonp_and_htmlfile_judge_the_page_by_referer() {
+    bounded(async {
+        let server = server().await;
+        let addr = server.addr();
+        for path in ["/v1/jsonp?callback=cb&wait=0", "/v1/htmlfile?callback=cb"] {
+            let evil_page = HttpRequest::get(path)
+                .header("referer", &format!("{EVIL}/page.html"))
+                .send(addr)
+                .await?;
+            assert_forbidden(evil_page, &format!("GET {path} from an {EVIL} page")).await?;
+
+            let cross_site = HttpRequest::get(path)
+                .header("sec-fetch-site", "cross-site")
+                .send(addr)
+                .await?;
+            assert_forbidden(
+                cross_site,
+                &format!("GET {path} cross-site without Referer"),
+            )
+            .await?;
+
+            for (name, value) in [
+                ("referer", format!("{GOOD}/chat?room=lobby")),
+                ("sec-fetch-site", "same-origin".to_owned()),
+            ] {
+                let response = HttpRequest::get(path)
+                    .header(name, &value)
+                    .send(addr)
+                    .await?;
+                assert_eq!(response.status, 200, "GET {path} with {name}: {value}");
+            }
+        }
+        server.shutdown().await;
+
+        // With `*` allowed, any page may use them.
+        let server = TestServer::start().await;
+        for path in ["/v1/jsonp?callback=cb&wait=0", "/v1/htmlfile?callback=cb"] {
+            for (name, value) in [
+                ("referer", format!("{EVIL}/page.html")),
+                ("sec-fetch-site", "cross-site".to_owned()),
+            ] {
+                let response = HttpRequest::get(path)
+                    .header(name, &value)
+                    .send(server.addr())
+                    .await?;
+                assert_eq!(
+                    response.status, 200,
+                    "GET {path} with {name}: {value}, allowlist *"
+                );
+            }
+        }
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}
+
 /// With the default allowlist (`*`), any origin is allowed, and the answer
 /// still names that origin rather than `*` (credentials forbid `*`).
 #[tokio::test]

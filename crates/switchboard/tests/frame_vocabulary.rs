@@ -1,6 +1,6 @@
-//! §1: the frames a client of protocol version 1 can receive are the ones
-//! the protocol lists. A plain exchange (join, publish, echo, a refused
-//! publish, leave) must produce no other frame type, since a v1 client
+//! §1: the frames a client can receive are the ones the protocol lists. A
+//! plain exchange (join, publish, echo, a refused publish, leave) must
+//! produce no other frame type, since a client written from the document
 //! cannot know what to do with it.
 
 use switchboard_testkit::frame::{DOCUMENTED_CONTROL_TYPES, DOCUMENTED_SEQUENCED_TYPES};

@@ -66,7 +66,7 @@ async fn htmlfile_keeps_hostile_payloads_inert() {
         let mut html = HtmlFileDownstream::connect(server.addr(), &Attach::new(None, 0)).await?;
         let sid = html.next().await?.str("sid").unwrap_or_default().to_owned();
         Upstream::new(server.addr(), &sid).join(ROOM).await?;
-        // Every frame after the welcome, in order (extension frames too:
+        // Every frame after the welcome, in order (room events too:
         // their bytes are in the body like any other).
         let mut frames: Vec<Frame> = Vec::new();
         loop {

@@ -129,12 +129,12 @@ pub async fn next_non_ping(downstream: &mut dyn Downstream) -> anyhow::Result<Fr
     }
 }
 
-/// The next frame of a type the protocol documents: `ping`s and extension
-/// frames (see [`Frame::is_extension`]) are stepped over.
+/// The next frame that is not a `ping` nor incidental (room events and
+/// undocumented frames, see [`Frame::is_incidental`]).
 pub async fn next_documented(downstream: &mut dyn Downstream) -> anyhow::Result<Frame> {
     loop {
         let frame = downstream.next_frame().await?;
-        if frame.typ() != "ping" && !frame.is_extension() {
+        if frame.typ() != "ping" && !frame.is_incidental() {
             return Ok(frame);
         }
     }

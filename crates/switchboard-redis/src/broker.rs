@@ -22,12 +22,44 @@ const DIRECTORY_TTL_SECS: u64 = 24 * 3600;
 /// Separates node and user in presence fields.
 const SEP: char = '\u{1f}';
 
+/// Records that a user came to (`ARGV[4]` = 1) or left a room on this node
+/// and appends the `join` or `leave` event (the fields from `ARGV[9]` on)
+/// only when no other live node has the user in the room: a user with
+/// sessions on several nodes is announced once and leaves once. One script,
+/// so two nodes changing the same user at the same moment cannot both (or
+/// neither) announce it.
+const PRESENCE: &str = r#"
+local presence, node_rooms, nodes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local node, user, name, present, room = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local alive_since, sep, evmax = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local mine = node .. sep .. user
+local elsewhere = false
+for _, field in ipairs(redis.call('HKEYS', presence)) do
+  local at = string.find(field, sep, 1, true)
+  if at and field ~= mine and string.sub(field, at + 1) == user then
+    local beat = tonumber(redis.call('ZSCORE', nodes, string.sub(field, 1, at - 1)) or '0')
+    if beat >= alive_since then elsewhere = true end
+  end
+end
+if present == '1' then
+  redis.call('HSET', presence, mine, name)
+  redis.call('SADD', node_rooms, room)
+else
+  redis.call('HDEL', presence, mine)
+end
+if elsewhere then return 0 end
+redis.call('XADD', events, 'MAXLEN', '~', evmax, '*', unpack(ARGV, 9))
+return 1
+"#;
+
 /// The Redis broker of one node.
 #[derive(Debug)]
 pub struct RedisBroker {
     backend: RedisBackend,
     hub: Arc<Hub>,
     node: String,
+    /// This node's presence changes, applied in order by one task.
+    presence: tokio::sync::mpsc::UnboundedSender<Publication>,
 }
 
 impl RedisBroker {
@@ -35,10 +67,32 @@ impl RedisBroker {
     /// heartbeat of this node.
     pub fn start(backend: RedisBackend, hub: Arc<Hub>) -> Arc<Self> {
         let node = backend.settings.advertise.to_string();
-        let broker = Arc::new(Self { backend, hub, node });
+        let (presence, changes) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(announce_presence(backend.clone(), node.clone(), changes));
+        let broker = Arc::new(Self { backend, hub, node, presence });
         tokio::spawn(read_events(Arc::downgrade(&broker)));
         tokio::spawn(heartbeat(Arc::downgrade(&broker)));
         broker
+    }
+
+    /// Appends a publication to the events stream (every node delivers it).
+    fn append_event(&self, publication: Publication) {
+        let key = self.backend.key(&["events"]);
+        let max = self.backend.settings.events_max;
+        let fields = encode(&publication);
+        let mut conn = self.conn();
+        self.spawn("publish", async move {
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max)
+                .arg("*")
+                .arg(fields)
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop)
+        });
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -113,27 +167,16 @@ fn decode(map: &HashMap<String, redis::Value>) -> Option<Publication> {
 
 impl Broker for RedisBroker {
     fn publish(&self, publication: Publication) {
-        // Stored chat messages are already in the events stream: the append
-        // script put them there, in id order.
-        if publication.kind == Kind::Message && publication.id > 0 {
-            return;
+        match publication.kind {
+            // Stored chat messages are already in the events stream: the
+            // append script put them there, in id order.
+            Kind::Message if publication.id > 0 => {}
+            // Announced when the user's presence in the cluster changed.
+            Kind::PresenceJoin | Kind::PresenceLeave => {
+                let _ = self.presence.send(publication);
+            }
+            _ => self.append_event(publication),
         }
-        let key = self.backend.key(&["events"]);
-        let max = self.backend.settings.events_max;
-        let fields = encode(&publication);
-        let mut conn = self.conn();
-        self.spawn("publish", async move {
-            redis::cmd("XADD")
-                .arg(key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(max)
-                .arg("*")
-                .arg(fields)
-                .query_async::<String>(&mut conn)
-                .await
-                .map(drop)
-        });
     }
 
     fn who(&self, room: &str) -> BrokerFuture<'_, Vec<(String, String)>> {
@@ -159,23 +202,6 @@ impl Broker for RedisBroker {
                 self.hub.who(&room)
             })
         })
-    }
-
-    fn presence_changed(&self, room: &str, user: &str, name: &str, present: bool) {
-        let presence = self.backend.key(&["presence", room]);
-        let node_rooms = self.backend.key(&["node-rooms", &self.node]);
-        let field = format!("{}{SEP}{user}", self.node);
-        let (room, name) = (room.to_owned(), name.to_owned());
-        let mut conn = self.conn();
-        self.spawn("presence", async move {
-            let mut pipe = redis::pipe();
-            if present {
-                pipe.hset(&presence, &field, name).sadd(node_rooms, room);
-            } else {
-                pipe.hdel(&presence, &field);
-            }
-            pipe.query_async::<()>(&mut conn).await
-        });
     }
 
     fn session_created(&self, sid: SessionId) -> BrokerFuture<'_, ()> {
@@ -272,20 +298,35 @@ async fn heartbeat(broker: std::sync::Weak<RedisBroker>) {
         None => return,
     };
     let mut tick = tokio::time::interval(every);
+    // Since when this node's heartbeats reach Redis without a break. Others
+    // are judged dead only after a whole TTL of that: after a Redis outage
+    // every node's last heartbeat is old, and each must get the chance to
+    // beat again before anyone takes its users out of presence.
+    let mut healthy_since: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let Some(broker) = broker.upgrade() else { return };
-        if let Err(e) = beat(&broker).await {
-            tracing::warn!(error = %e, "heartbeat failed");
+        let may_reap = healthy_since.is_some_and(|since| since.elapsed() >= broker.backend.settings.node_ttl);
+        match beat(&broker, may_reap).await {
+            Ok(()) => {
+                healthy_since.get_or_insert_with(std::time::Instant::now);
+            }
+            Err(e) => {
+                healthy_since = None;
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
         }
     }
 }
 
-async fn beat(broker: &RedisBroker) -> redis::RedisResult<()> {
+async fn beat(broker: &RedisBroker, may_reap: bool) -> redis::RedisResult<()> {
     let mut conn = broker.conn();
     let nodes = broker.backend.key(&["nodes"]);
     let now = now_ms();
     conn.zadd::<_, _, _, ()>(&nodes, &broker.node, now).await?;
+    if !may_reap {
+        return Ok(());
+    }
     let dead_before = now.saturating_sub(broker.backend.settings.node_ttl.as_millis() as u64);
     let dead: Vec<String> = conn.zrangebyscore(&nodes, 0, dead_before).await?;
     for node in dead.into_iter().filter(|n| *n != broker.node) {
@@ -319,7 +360,7 @@ async fn beat(broker: &RedisBroker) -> redis::RedisResult<()> {
                 let user = &field[prefix.len()..];
                 if !still_here.contains(user) {
                     let null = RawValue::from_string("null".into()).expect("null");
-                    broker.publish(Publication::event(Kind::PresenceLeave, room.as_str(), "", user, name.as_str(), 0, null));
+                    broker.append_event(Publication::event(Kind::PresenceLeave, room.as_str(), "", user, name.as_str(), 0, null));
                 }
             }
         }
@@ -327,4 +368,37 @@ async fn beat(broker: &RedisBroker) -> redis::RedisResult<()> {
         conn.zrem::<_, _, ()>(&nodes, &node).await?;
     }
     Ok(())
+}
+
+/// Applies this node's presence changes, in the order the core made them,
+/// with the [`PRESENCE`] script.
+async fn announce_presence(
+    backend: RedisBackend,
+    node: String,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Publication>,
+) {
+    let script = redis::Script::new(PRESENCE);
+    let mut conn = backend.conn.clone();
+    while let Some(p) = changes.recv().await {
+        let alive_since = now_ms().saturating_sub(backend.settings.node_ttl.as_millis() as u64);
+        let result: redis::RedisResult<i64> = script
+            .key(backend.key(&["presence", &p.room]))
+            .key(backend.key(&["node-rooms", &node]))
+            .key(backend.key(&["nodes"]))
+            .key(backend.key(&["events"]))
+            .arg(&node)
+            .arg(&p.user)
+            .arg(&p.name)
+            .arg(u8::from(p.kind == Kind::PresenceJoin))
+            .arg(&p.room)
+            .arg(alive_since)
+            .arg(SEP.to_string())
+            .arg(backend.settings.events_max)
+            .arg(encode(&p))
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, room = %p.room, user = %p.user, "presence change not recorded");
+        }
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::AsyncCommands;
+use tokio::sync::mpsc;
 use serde_json::value::RawValue;
 use switchboard_core::store::{
     now_ms, AppendDone, Appended, HistoryQuery, NewMessage, Retention, RoomInfo, Store, StoreError, StoreFuture,
@@ -46,18 +47,25 @@ if new > cur then redis.call('HSET', KEYS[1], ARGV[1], new); return new end
 return cur
 "#;
 
+/// An append waiting for its turn.
+type QueuedAppend = (NewMessage, AppendDone);
+
 /// History and the rest of the durable state, in Redis.
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     backend: RedisBackend,
-    append: Arc<redis::Script>,
+    appends: mpsc::UnboundedSender<QueuedAppend>,
     set_read: Arc<redis::Script>,
 }
 
 impl RedisStore {
-    /// A store on `backend`.
+    /// A store on `backend`. Appends run one after another on one task, in
+    /// the order they were asked for: a session's messages get their ids
+    /// in the order it sent them, as with the other stores.
     pub fn new(backend: RedisBackend) -> Self {
-        Self { backend, append: Arc::new(redis::Script::new(APPEND)), set_read: Arc::new(redis::Script::new(SET_READ)) }
+        let (appends, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run_appends(backend.clone(), queue));
+        Self { backend, appends, set_read: Arc::new(redis::Script::new(SET_READ)) }
     }
 
     fn run<T: Send + 'static>(
@@ -89,37 +97,45 @@ fn entry_to_message(room: &str, id: &str, map: &HashMap<String, redis::Value>) -
     })
 }
 
+/// Runs the appends of this node in the order they were queued, each after
+/// the previous one returned.
+async fn run_appends(backend: RedisBackend, mut queue: mpsc::UnboundedReceiver<QueuedAppend>) {
+    let script = redis::Script::new(APPEND);
+    let settings = Arc::clone(&backend.settings);
+    let mut conn = backend.conn.clone();
+    while let Some((m, done)) = queue.recv().await {
+        let result: redis::RedisResult<(u64, u8, String, String, String)> = script
+            .arg(&settings.key_prefix)
+            .arg(&m.room)
+            .arg(&m.user)
+            .arg(&m.name)
+            .arg(m.data.get())
+            .arg(m.ts)
+            .arg(m.cid.as_deref().unwrap_or(""))
+            .arg(&m.from)
+            .arg(settings.history_max_messages)
+            .arg(settings.events_max)
+            .invoke_async(&mut conn)
+            .await;
+        done(result.map_err(err).map(|(id, fresh, ts, name, data)| Appended {
+            message: Arc::new(StoredMessage {
+                room: m.room,
+                id,
+                ts: ts.parse().unwrap_or(m.ts),
+                user: m.user,
+                name,
+                data: raw(data),
+            }),
+            fresh: fresh == 1,
+        }));
+    }
+}
+
 impl Store for RedisStore {
     fn append(&self, m: NewMessage, done: AppendDone) {
-        let mut conn = self.backend.conn.clone();
-        let script = Arc::clone(&self.append);
-        let settings = Arc::clone(&self.backend.settings);
-        tokio::spawn(async move {
-            let result: redis::RedisResult<(u64, u8, String, String, String)> = script
-                .arg(&settings.key_prefix)
-                .arg(&m.room)
-                .arg(&m.user)
-                .arg(&m.name)
-                .arg(m.data.get())
-                .arg(m.ts)
-                .arg(m.cid.as_deref().unwrap_or(""))
-                .arg(&m.from)
-                .arg(settings.history_max_messages)
-                .arg(settings.events_max)
-                .invoke_async(&mut conn)
-                .await;
-            done(result.map_err(err).map(|(id, fresh, ts, name, data)| Appended {
-                message: Arc::new(StoredMessage {
-                    room: m.room,
-                    id,
-                    ts: ts.parse().unwrap_or(m.ts),
-                    user: m.user,
-                    name,
-                    data: raw(data),
-                }),
-                fresh: fresh == 1,
-            }));
-        });
+        if let Err(mpsc::error::SendError((_, done))) = self.appends.send((m, done)) {
+            done(Err(StoreError("redis: the append task has stopped".into())));
+        }
     }
 
     fn history(&self, room: &str, q: HistoryQuery) -> StoreFuture<'_, Vec<StoredMessage>> {

@@ -233,7 +233,7 @@ impl SocketIo {
     }
 
     /// Answers one request to the endpoint's path.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let origin = match cors::check(&self.inner.allowed_origins, request.headers()) {
             OriginCheck::Refused => return EngineError::Forbidden.response(),
             OriginCheck::Allowed(origin) => Some(origin),
@@ -247,7 +247,11 @@ impl SocketIo {
         }
         if let Some(home) = self.home_elsewhere(&request).await {
             // The home node answers, CORS headers included.
-            return forward::relay(request, home).await;
+            match forward::relay(request, home).await {
+                Ok(response) => return response,
+                // The home node is gone: the connection is unknown here too.
+                Err(unsent) => request = unsent,
+            }
         }
         let mut response = self.route(request).await;
         if let Some(origin) = origin {

@@ -10,6 +10,7 @@
 //! the home node sees the same disconnect a direct client would cause.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -29,8 +30,18 @@ pub fn is_forwarded<B>(request: &Request<B>) -> bool {
     request.headers().contains_key(FORWARDED_HEADER)
 }
 
+/// How long connecting to a home node may take: a dead machine does not
+/// refuse the connection, it just never answers.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Relays `request` to the node at `home` and streams its answer back.
-pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Response<Body> {
+///
+/// `Err` gives the request back unsent when the home node cannot be reached
+/// at all (it died and the directory does not know yet): the caller then
+/// answers it as for an unknown session — `close` 4004 in the transport's
+/// own framing, or 404 on `POST /v1/send` — which a client (and a browser's
+/// `EventSource`) understands, unlike a bare 502.
+pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Result<Response<Body>, Request<Incoming>> {
     let unavailable = || {
         response::error(
             StatusCode::BAD_GATEWAY,
@@ -38,17 +49,19 @@ pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Response
             "the session's home node cannot be reached; start a new session",
         )
     };
-    let Ok(stream) = TcpStream::connect(home).await else { return unavailable() };
+    let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(home)).await else {
+        return Err(request);
+    };
     let _ = stream.set_nodelay(true);
     let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        return unavailable();
+        return Err(request);
     };
     tokio::spawn(async move {
         let _ = connection.with_upgrades().await;
     });
     request.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
     let client_upgrade = request.headers().contains_key(http::header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
-    let Ok(mut answer) = sender.send_request(request).await else { return unavailable() };
+    let Ok(mut answer) = sender.send_request(request).await else { return Ok(unavailable()) };
     if answer.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let home_upgrade = hyper::upgrade::on(&mut answer);
@@ -59,11 +72,11 @@ pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Response
             });
         }
     }
-    answer.map(|body| {
+    Ok(answer.map(|body| {
         // A broken relay ends the body; the client resumes as after any cut.
         let frames = BodyStream::new(body).take_while(|frame| std::future::ready(frame.is_ok())).filter_map(|frame| {
             std::future::ready(frame.ok().map(Ok::<_, std::convert::Infallible>))
         });
         StreamBody::new(frames).boxed_unsync()
-    })
+    }))
 }

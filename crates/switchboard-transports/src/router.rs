@@ -41,7 +41,7 @@ impl Switchboard {
     }
 
     /// Answers one request to a `/v1/` path.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         // Script tags and iframes send no Origin: judge them by Referer.
         let embedded = matches!(request.uri().path(), "/v1/jsonp" | "/v1/htmlfile");
         let checked = if embedded {
@@ -56,7 +56,11 @@ impl Switchboard {
         };
         if let Some(home) = self.home_elsewhere(&request).await {
             // The home node answers, CORS headers included.
-            return forward::relay(request, home).await;
+            match forward::relay(request, home).await {
+                Ok(response) => return response,
+                // The home node is gone: the session is unknown here too.
+                Err(unsent) => request = unsent,
+            }
         }
         if request.method() == Method::OPTIONS {
             return match origin {

@@ -1,5 +1,6 @@
-// The demo chat at `/`: two tabs talk, the close/reconnect button queues and
-// then delivers, the transport picker moves the session, the indicators follow.
+// The demo chat at `/`: two tabs sign in and talk, the close/reconnect button
+// queues and then delivers, the transport picker moves the session, the
+// indicators follow. (The messenger features: im.test.js.)
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -18,20 +19,26 @@ after(async () => {
   await server?.stop();
 });
 
-const bubbles = (page) => page.$$eval('#messages li:not(.note)', (items) => items.map((li) => li.lastChild.textContent));
+const bubbles = (page) => page.$$eval('#messages li.msg', (items) => items.map((li) => li.querySelector('.text').textContent));
+const count = (n) => document.querySelectorAll('#messages li.msg').length === n;
 
 test('demo chat: two tabs, close/reconnect with a queued message, transport picker', async () => {
   const context = await browser.newContext();
   try {
     const [a, b] = await Promise.all([context.newPage(), context.newPage()]);
     await Promise.all([a.goto(`${server.origin}/`), b.goto(`${server.origin}/?transport=sse`)]);
+    for (const [page, name] of [[a, 'ann'], [b, 'ben']]) {
+      await page.fill('#nick', name);
+      await page.click('#login-nick');
+    }
     for (const page of [a, b]) await page.waitForFunction(() => document.querySelector('#state').dataset.state === 'open');
+    assert.equal(await a.textContent('#whoami'), 'ann');
     assert.equal(await b.textContent('#transport'), 'sse');
     assert.match(await a.textContent('#id'), /^[0-9a-f]{16}$/);
 
     await a.fill('#text', 'hello from a');
     await a.click('#send');
-    await b.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 1);
+    await b.waitForFunction(count, 1);
     assert.deepEqual(await bubbles(b), ['hello from a']);
 
     await b.click('#toggle');
@@ -40,7 +47,7 @@ test('demo chat: two tabs, close/reconnect with a queued message, transport pick
     await b.click('#send');
     assert.equal(await b.textContent('#pending'), '1');
     await b.click('#toggle'); // reconnect
-    await a.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 2);
+    await a.waitForFunction(count, 2);
     await b.waitForFunction(() => document.querySelector('#pending').textContent === '0');
     assert.deepEqual(await bubbles(a), ['hello from a', 'queued in b']);
     assert.deepEqual(await bubbles(b), ['hello from a', 'queued in b']);
@@ -49,7 +56,7 @@ test('demo chat: two tabs, close/reconnect with a queued message, transport pick
     await a.waitForFunction(() => document.querySelector('#transport').textContent === 'jsonp');
     await b.fill('#text', 'after the switch');
     await b.click('#send');
-    await a.waitForFunction(() => document.querySelectorAll('#messages li:not(.note)').length === 3);
+    await a.waitForFunction(count, 3);
     assert.deepEqual(await bubbles(a), ['hello from a', 'queued in b', 'after the switch']);
     assert.ok(Number(await a.textContent('#last')) >= 3);
   } finally {

@@ -85,7 +85,10 @@ impl Core {
             }
             Upstream::Echo { data, .. } => Ok(Some(frame::echo_body(cid, &data))),
             Upstream::Read { room, id, .. } => self.read(session, &room, id).await.map(|()| None),
-            Upstream::History { room, before, after, limit, .. } => {
+            Upstream::History { room, mut before, after, limit, .. } => {
+                if before.is_none() && after.is_none() {
+                    before = Some(u64::MAX); // no bound: the newest page
+                }
                 match self.may_read(session, &room).await {
                     Err(e) => Err(e),
                     Ok(()) => match self.store.history(&room, HistoryQuery { before, after, limit }).await {
@@ -139,6 +142,16 @@ impl Core {
         let user = &session.identity().user;
         self.store.add_member(room, user).await.map_err(|e| store_refusal(&e))?;
         self.join(session, room);
+        // A direct conversation has two members from the start: the other
+        // user's sessions on this node join now, the others on their next
+        // session (with offline delivery and unread counts).
+        if let Some((a, b)) = dm_members(room) {
+            let other = if a == user.as_str() { b } else { a };
+            self.store.add_member(room, other).await.map_err(|e| store_refusal(&e))?;
+            for peer in self.registry.of_user(other) {
+                self.join(&peer, room);
+            }
+        }
         Ok(())
     }
 

@@ -74,7 +74,7 @@ impl Authenticator for DevAuthenticator {
             Some(name) if !name.is_empty() => {
                 if !valid_name(name) {
                     return Err(AuthError(format!(
-                        "a nickname is 1 to {MAX_NAME_CHARS} characters of letters, digits, '-', '_' or '.'"
+                        "a nickname is 1 to {MAX_NAME_CHARS} characters of letters, digits, '-', '_', '.' or '@'"
                     )));
                 }
                 name.to_owned()

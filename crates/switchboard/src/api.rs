@@ -153,6 +153,9 @@ async fn history(core: &Arc<Core>, room: &str, query: &str) -> Response<Body> {
             _ => {}
         }
     }
+    if q.before.is_none() && q.after.is_none() {
+        q.before = Some(u64::MAX); // no bound: the newest page
+    }
     match core.store().history(room, q).await {
         Ok(page) => ok(json!({ "room": room, "messages": page.iter().map(message_json).collect::<Vec<_>>() })),
         Err(e) => store_error(&e),

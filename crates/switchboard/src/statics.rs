@@ -7,6 +7,9 @@ use switchboard_core::codes;
 use switchboard_transports::response::{self, Body};
 
 const DEMO_PAGE: &str = include_str!("../static/index.html");
+/// The demo chat's script and style sheet (with `DEMO_PAGE`).
+const DEMO_JS: &str = include_str!("../static/demo.js");
+const DEMO_CSS: &str = include_str!("../static/demo.css");
 /// The JavaScript client (`clients/js`), served whatever `static_dir` is.
 const CLIENT_JS: &str = include_str!("../../../clients/js/switchboard.js");
 /// The page that relays htmlfile frames to a page on another origin.
@@ -33,10 +36,11 @@ pub async fn serve(dir: Option<&Path>, path: &str) -> http::Response<Body> {
         _ => {}
     }
     let Some(dir) = dir else {
-        return if path == "/" || path == "/index.html" {
-            response::complete(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
-        } else {
-            not_found(path)
+        return match path {
+            "/" | "/index.html" => response::complete(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE),
+            "/demo.js" => response::complete(StatusCode::OK, "text/javascript; charset=utf-8", DEMO_JS),
+            "/demo.css" => response::complete(StatusCode::OK, "text/css; charset=utf-8", DEMO_CSS),
+            _ => not_found(path),
         };
     };
     let relative = if path == "/" { "index.html" } else { path.trim_start_matches('/') };

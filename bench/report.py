@@ -81,6 +81,16 @@ def ratio(a, b, lower_is_better=False):
     return f"{r:.2f}×"
 
 
+def cpu(step):
+    v = step.get("server_cpu_us_per_delivery")
+    return "—" if not v else f"{v:.2f}"
+
+
+def load_of(run):
+    la = run.get("loadavg_before")
+    return "—" if not la else f"{la[0]:.1f}"
+
+
 def result(run):
     return run.get("result") or {}
 
@@ -99,12 +109,34 @@ def step0(run):
     return steps[0] if steps else None
 
 
+def by_rate(run):
+    """One step per rate tried, in order: the attempt that held, or the
+    last attempt when none did (a failing step is retried, see --retries)."""
+    out = []
+    for s in result(run).get("steps") or []:
+        if out and out[-1]["rate"] == s["rate"]:
+            if not out[-1]["ok"]:
+                out[-1] = s
+        else:
+            out.append(s)
+    return out
+
+
 def held(run):
-    return result(run).get("held_rate")
+    """The highest rate held before the first rate that failed every attempt."""
+    res = result(run)
+    if res.get("held_rate") is not None:
+        return res["held_rate"]
+    best = None
+    for s in by_rate(run):
+        if not s["ok"]:
+            break
+        best = s["rate"]
+    return best
 
 
 def first_fail(run):
-    for s in result(run).get("steps") or []:
+    for s in by_rate(run):
         if not s["ok"]:
             return s
     return None
@@ -207,9 +239,56 @@ def ramp_series(runs, names, per_delivery=1):
             continue
         pts = [{"x": s["rate"], "p99": max(s["latency_ms"]["p99"], 0.001) if s["latency_ms"]["count"] else 1e5,
                 "got": max(s["deliveries_per_s"] / per_delivery, 0.1), "ok": s["ok"]}
-               for s in result(run)["steps"]]
+               for s in by_rate(run)]
         series.append((who(run), pts))
     return series
+
+
+# ------------------------------------------------------------------ targets
+def targets(runs, w):
+    """Switchboard's targets (issue 8) against what this run measured."""
+    rows = []
+
+    def idle_bytes(name):
+        r = runs.get(name)
+        return r and (result(r).get("idle") or {}).get("bytes_per_connection")
+
+    for name, label, limit in [
+        ("idle-switchboard-native-ws", "idle WebSocket connection", 4096),
+        ("idle-switchboard-native-sse", "idle SSE connection", 6144),
+        ("idle-switchboard-native-longpoll", "idle long-poll connection", 6144),
+    ]:
+        b = idle_bytes(name)
+        if b is not None:
+            rows.append((f"{label} ≤ {limit // 1024} KB", f"{fmt(b)} B", b <= limit))
+
+    def held_of(name):
+        r = runs.get(name)
+        return held(r) if r else None
+
+    base = held_of("echo-ramp-socketioxide-socketio-ws")
+    for name in ["echo-ramp-switchboard-native-ws", "echo-ramp-switchboard-socketio-ws"]:
+        mine = held_of(name)
+        if name in runs and base:
+            r = (mine or 0) / base
+            rows.append((f"echo saturation ≥ 2× socketioxide ({who(runs[name])})",
+                         f"{fmt(mine)}/s vs {fmt(base)}/s = {r:.2f}×", r >= 2))
+    base = held_of("fanout-ramp-socketioxide-socketio-ws")
+    for name in ["fanout-ramp-switchboard-native-ws", "fanout-ramp-switchboard-socketio-ws"]:
+        mine = held_of(name)
+        if name in runs and base:
+            r = (mine or 0) / base
+            rows.append((f"fan-out saturation ≥ 2.5× socketioxide, p99 ≤ 100 ms ({who(runs[name])})",
+                         f"{fmt(mine)}/s vs {fmt(base)}/s publishes = {r:.2f}×", r >= 2.5))
+    if not rows:
+        return
+    w("## Targets")
+    w("")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    for label, measured, ok in rows:
+        w(f"| {label} | {measured} | {'✅' if ok else '❌ missed'} |")
+    w("")
 
 
 # ------------------------------------------------------------------ report
@@ -244,12 +323,16 @@ def main():
     w("(2 worker processes) share its cores, so every figure is a figure of the pair. Each")
     w("scenario starts a fresh server. Switchboard runs as `target/release/switchboard serve`")
     w("with the memory history store and its rate and connection limits raised out of the way")
-    w("(`SWITCHBOARD_STORE=memory`, `SWITCHBOARD_RATE_MESSAGES=1e9`, ...; everything else default:")
+    w("(`SWITCHBOARD_STORE=memory`, `SWITCHBOARD_RATE_MESSAGES=1000000000.0`, ...; everything else default:")
     w("outbox 1024 frames, 256 KiB stream budget, 25 s heartbeats). The peers run with the same")
     w("three handlers (`echo`, `join`, `publish`): socketioxide on axum, socket.io on Node, and")
     w("nginx + nchan with 2 worker processes (`bench/peers/`). Latency is counted from the")
     w("**scheduled** send time (open loop), so a generator or server that falls behind shows it;")
-    w("the latency from the actual send is in the JSON (`send_latency_ms`).")
+    w("the latency from the actual send is in the JSON (`send_latency_ms`). The **server CPU per")
+    w("delivery** (user + system time of the server's processes during the step, from `/proc`,")
+    w("divided by the messages the clients received) is the figure that depends least on what")
+    w("else the machine was doing; the **load avg** column is the 1-minute load average when that")
+    w("scenario started (2 cores: anything above ~2 means the run shared the CPUs with other work).")
     w("")
 
     # ---------------- idle
@@ -301,16 +384,18 @@ def main():
         w("")
         w(text)
         w("")
-        w("| server, transport | rate | delivered | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| server, transport | rate | delivered | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+          "| server CPU µs/delivery | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n, r in sorted(sel.items()):
             s = step0(r)
             if not s:
-                w(f"| {who(r)} | — | — | — | — | — | — | — | {failure(r) or 'no result'} |")
+                w(f"| {who(r)} | — | — | — | — | — | — | — | {failure(r) or 'no result'} | — | — |")
                 continue
             l = s["latency_ms"]
             w(f"| {who(r)} | {fmt(s['rate'])}/s | {s['delivered'] * 100:.1f}% | {fmt(s['deliveries_per_s'])} "
-              f"| {ms(l['p50'])} | {ms(l['p90'])} | **{ms(l['p99'])}** | {ms(l['p999'])} | {ms(l['max'])} |")
+              f"| {ms(l['p50'])} | {ms(l['p90'])} | **{ms(l['p99'])}** | {ms(l['p999'])} | {ms(l['max'])} "
+              f"| {cpu(s)} | {load_of(r)} |")
         w("")
         sbs = [n for n in sel if "-switchboard-" in n]
         peers = [n for n in sel if "-switchboard-" not in n]
@@ -327,6 +412,20 @@ def main():
                     cells.append(ratio(a and a["latency_ms"]["p99"], b and b["latency_ms"]["p99"], True))
                 w(f"| {who(sel[sb])} | " + " | ".join(cells) + " |")
             w("")
+            w("Switchboard's server CPU per delivery divided by the peer's (below 1: Switchboard "
+              "spends less CPU per message; this figure depends least on other load on the machine):")
+            w("")
+            w("| Switchboard | " + " | ".join(who(sel[p]) for p in sorted(peers)) + " |")
+            w("|---|" + "---:|" * len(peers))
+            for sb in sorted(sbs):
+                a = step0(sel[sb])
+                cells = []
+                for p in sorted(peers):
+                    b = step0(sel[p])
+                    cells.append(ratio(a and a.get("server_cpu_us_per_delivery"),
+                                       b and b.get("server_cpu_us_per_delivery"), True))
+                w(f"| {who(sel[sb])} | " + " | ".join(cells) + " |")
+            w("")
 
     def ramp_table(prefix, title, text, unit_fan, svg_name, peers_for_target=None, target_x=None):
         sel = {n: r for n, r in runs.items() if n.startswith(prefix)}
@@ -336,8 +435,9 @@ def main():
         w("")
         w(text)
         w("")
-        w("| server, transport | held rate | held deliveries/s | first failing step | rates tried |")
-        w("|---|---:|---:|---|---|")
+        w("| server, transport | held rate | held deliveries/s | first failing step | rates tried "
+          "| server CPU µs/delivery (last held step) | load avg |")
+        w("|---|---:|---:|---|---|---:|---:|")
         for n, r in sorted(sel.items()):
             res = result(r)
             f = first_fail(r)
@@ -349,8 +449,14 @@ def main():
                 + (f", {f['disconnects']} disconnects" if f.get("disconnects") else ""))
             if failure(r) and not res.get("steps"):
                 ff = failure(r)
-            tried = ", ".join(fmt(s["rate"]) for s in res.get("steps") or [])
-            w(f"| {who(r)} | **{fmt(res.get('held_rate'))}**/s | {fmt(fan)} | {ff} | {tried} |")
+            tried = ", ".join(fmt(s["rate"]) + ("" if s["ok"] else "✗") + (f" (try {s.get('attempt')})" if (s.get("attempt") or 1) > 1 else "")
+                              for s in res.get("steps") or [])
+            h = held(r)
+            if h is not None and fan is None and res.get("setup"):
+                fan = h * (res["setup"].get("subscribers") or 1) if "fanout" in n else h
+            held_steps = [x for x in by_rate(r) if x["ok"] and h is not None and x["rate"] <= h]
+            c = cpu(held_steps[-1]) if held_steps else "—"
+            w(f"| {who(r)} | **{fmt(h)}**/s | {fmt(fan)} | {ff} | {tried} | {c} | {load_of(r)} |")
         w("")
         sbs = sorted(n for n in sel if "-switchboard-" in n)
         peers = sorted(n for n in sel if "-switchboard-" not in n)
@@ -385,7 +491,8 @@ def main():
     ramp_table("echo-ramp-", "Echo saturation ramp",
                "The echo scenario at increasing rates; each step runs for a few seconds and counts "
                "answers arriving up to 1 s after it. A step **holds** when p99 ≤ 100 ms and ≥ 97% of "
-               "the answers arrived; the ramp stops at the first step that does not.", 1, "echo-ramp.svg")
+               "the answers arrived; a step that fails is run once more (the machine is shared), and the "
+               "ramp stops at the first rate that fails twice. ✗ marks a failed attempt.", 1, "echo-ramp.svg")
     fixed_table("fanout-", "Room fan-out at a fixed rate (WebSocket)",
                 "Subscribers in one room, publishers (also members) publishing to it on a fixed "
                 "schedule; every subscriber receives every message. Deliveries = messages received "
@@ -406,13 +513,14 @@ def main():
         w("Concurrent loops each open a connection, complete the protocol's handshake (native: the "
           "`welcome`; socket.io: the CONNECT answer to `/`), close it and start again.")
         w("")
-        w("| server, transport | loops | connects/s | handshake p50 ms | p99 ms | errors |")
-        w("|---|---:|---:|---:|---:|---:|")
+        w("| server, transport | loops | connects/s | handshake p50 ms | p99 ms | errors | server CPU µs/connect | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
         for n, r in sorted(churn.items()):
             c = result(r).get("churn") or {}
             l = c.get("latency_ms") or {}
             w(f"| {who(r)} | {fmt(c.get('concurrency'))} | **{fmt(c.get('connects_per_s'))}** | {ms(l.get('p50'))} "
-              f"| {ms(l.get('p99'))} | {fmt(c.get('errors'))}{' (' + failure(r) + ')' if failure(r) else ''} |")
+              f"| {ms(l.get('p99'))} | {fmt(c.get('errors'))}{' (' + failure(r) + ')' if failure(r) else ''} "
+              f"| {fmt(c.get('server_cpu_us_per_connect'))} | {load_of(r)} |")
         w("")
         sbs = sorted(n for n in churn if "-switchboard-" in n)
         peers = sorted(n for n in churn if "-switchboard-" not in n)
@@ -425,6 +533,8 @@ def main():
                 get = lambda n: (result(churn[n]).get("churn") or {}).get("connects_per_s")
                 w(f"| {who(churn[sb])} | " + " | ".join(ratio(get(sb), get(p)) for p in peers) + " |")
             w("")
+
+    targets(runs, w)
 
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
     if os.path.exists(notes):

@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// ... and at least this share of the expected messages arrived.
     #[arg(long, default_value_t = 0.97)]
     pub min_delivered: f64,
+    /// A ramp step that fails is run again up to this many times; the rate
+    /// holds if any attempt holds (a shared machine has hiccups).
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
     /// Padding bytes in every measured payload.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
@@ -106,6 +110,7 @@ pub struct RunArgs {
 /// One worker process and its pipes.
 struct Worker {
     _child: Child,
+    pid: u32,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     senders: usize,
@@ -124,6 +129,7 @@ impl Worker {
         let stdin = child.stdin.take().context("worker stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
         let mut worker = Worker {
+            pid: child.id().unwrap_or(0),
             _child: child,
             stdin,
             stdout,
@@ -174,15 +180,28 @@ fn share(n: usize, parts: usize, i: usize) -> usize {
     n / parts + usize::from(i < n % parts)
 }
 
+/// What a run has measured so far: kept when the run times out.
+#[derive(Debug, Default)]
+struct Partial {
+    setup: Option<Value>,
+    steps: Vec<StepResult>,
+}
+
 /// Runs the scenario and writes its JSON result.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = unix_ns();
-    let outcome = tokio::time::timeout(Duration::from_secs(args.timeout), scenario(&args)).await;
+    let load_before = loadavg();
+    let mut partial = Partial::default();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(args.timeout),
+        scenario(&args, &mut partial),
+    )
+    .await;
     let (result, error) = match outcome {
         Ok(Ok(result)) => (result, None),
-        Ok(Err(e)) => (Value::Null, Some(format!("{e:#}"))),
+        Ok(Err(e)) => (partial_result(partial), Some(format!("{e:#}"))),
         Err(_) => (
-            Value::Null,
+            partial_result(partial),
             Some(format!("timed out after {} s", args.timeout)),
         ),
     };
@@ -195,6 +214,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "params": args,
         "started_unix_ms": started / 1_000_000,
         "elapsed_s": (unix_ns() - started) as f64 / 1e9,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
         "error": error,
         "result": result,
     });
@@ -210,7 +231,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenario(args: &RunArgs) -> anyhow::Result<Value> {
+/// The 1, 5 and 15 minute load averages (other work on the machine).
+fn loadavg() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+fn partial_result(partial: Partial) -> Value {
+    json!({ "setup": partial.setup, "steps": partial.steps })
+}
+
+async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value> {
+    let started = std::time::Instant::now();
     let ips = source_ips(&args.source_ips)?;
     let processes = args.processes.clamp(1, ips.len());
     let publish_protocol = args
@@ -281,6 +317,7 @@ async fn scenario(args: &RunArgs) -> anyhow::Result<Value> {
         "first_error": ready.first_error,
         "setup_ms": ready.setup_ms,
     });
+    partial.setup = Some(setup.clone());
     let result = match args.scenario {
         Scenario::Idle => {
             tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
@@ -301,25 +338,37 @@ async fn scenario(args: &RunArgs) -> anyhow::Result<Value> {
         Scenario::Echo | Scenario::Fanout => {
             let fan = fan_of(args, &ready);
             let step = run_step(args, &mut workers, 1, args.rate, args.duration, fan).await?;
-            json!({ "setup": setup, "steps": [step] })
+            partial.steps.push(step);
+            json!({ "setup": setup, "steps": partial.steps })
         }
         Scenario::EchoRamp | Scenario::FanoutRamp => {
             let fan = fan_of(args, &ready);
-            let mut steps = Vec::new();
             let mut held: Option<f64> = None;
-            for (i, &rate) in args.rates.iter().enumerate() {
-                let step = run_step(args, &mut workers, i as u32 + 1, rate, args.step, fan).await?;
-                let ok = step.ok;
-                steps.push(step);
-                if !ok {
-                    break;
+            let per_step =
+                Duration::from_secs_f64(args.step) + Duration::from_millis(args.drain_ms + 1500);
+            let mut gen = 0;
+            'rates: for &rate in &args.rates {
+                for attempt in 0..=args.retries {
+                    if started.elapsed() + per_step > Duration::from_secs(args.timeout) {
+                        eprintln!("  no time left for the step at {rate}/s (--timeout)");
+                        break 'rates;
+                    }
+                    gen += 1;
+                    let mut step = run_step(args, &mut workers, gen, rate, args.step, fan).await?;
+                    step.attempt = attempt + 1;
+                    let ok = step.ok;
+                    partial.steps.push(step);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if ok {
+                        held = Some(rate);
+                        continue 'rates;
+                    }
                 }
-                held = Some(rate);
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                break;
             }
             json!({
                 "setup": setup,
-                "steps": steps,
+                "steps": partial.steps,
                 "held_rate": held,
                 "held_deliveries_per_s": held.map(|r| r * fan as f64),
                 "top_rate_tried": args.rates.last(),
@@ -348,6 +397,8 @@ fn fan_of(args: &RunArgs, ready: &Ready) -> usize {
 #[derive(Debug, Serialize)]
 struct StepResult {
     rate: f64,
+    /// 1 for the first run of this rate, 2 for its retry, ...
+    attempt: u32,
     duration_s: f64,
     sent: u64,
     expected: u64,
@@ -358,6 +409,12 @@ struct StepResult {
     send_latency_ms: Percentiles,
     disconnects: u64,
     errors: u64,
+    /// CPU seconds the server used during the step (schedule and drain).
+    server_cpu_s: f64,
+    /// Server CPU microseconds per message received by the clients.
+    server_cpu_us_per_delivery: f64,
+    /// CPU seconds the load generator's workers used.
+    generator_cpu_s: f64,
     ok: bool,
 }
 
@@ -372,6 +429,9 @@ async fn run_step(
     let senders: usize = workers.iter().map(|w| w.senders).sum();
     let duration_ms = (seconds * 1000.0) as u64;
     let start_unix_ns = unix_ns() + 300_000_000;
+    let worker_pids: Vec<u32> = workers.iter().map(|w| w.pid).collect();
+    let server_cpu = rss::tree_cpu_seconds(&args.server_pids);
+    let generator_cpu = rss::tree_cpu_seconds(&worker_pids);
     for worker in workers.iter_mut() {
         let share = if senders == 0 {
             0.0
@@ -403,6 +463,8 @@ async fn run_step(
             other => bail!("expected a step report, got {other:?}"),
         }
     }
+    let server_cpu_s = rss::tree_cpu_seconds(&args.server_pids) - server_cpu;
+    let generator_cpu_s = rss::tree_cpu_seconds(&worker_pids) - generator_cpu;
     let scheduled = (rate * seconds).round() as u64;
     let expected = scheduled * fan as u64;
     let delivered = if expected == 0 {
@@ -416,6 +478,7 @@ async fn run_step(
         && latency_ms.count > 0;
     let result = StepResult {
         rate,
+        attempt: 1,
         duration_s: seconds,
         sent: total.sent,
         expected,
@@ -426,10 +489,17 @@ async fn run_step(
         send_latency_ms: Percentiles::of(&send_latency),
         disconnects: total.disconnects,
         errors: total.errors,
+        server_cpu_s,
+        server_cpu_us_per_delivery: if total.received == 0 {
+            0.0
+        } else {
+            server_cpu_s * 1e6 / total.received as f64
+        },
+        generator_cpu_s,
         ok,
     };
     eprintln!(
-        "  rate {:>9.0}/s: sent {} received {}/{} ({:.1}%), p50 {:.2} ms p99 {:.2} ms max {:.1} ms{}{}",
+        "  rate {:>9.0}/s: sent {} received {}/{} ({:.1}%), p50 {:.2} ms p99 {:.2} ms max {:.1} ms, server cpu {:.2} s ({:.2} µs/msg), generator cpu {:.2} s{}{}",
         rate,
         result.sent,
         result.received,
@@ -438,6 +508,9 @@ async fn run_step(
         latency_ms.p50,
         latency_ms.p99,
         latency_ms.max,
+        server_cpu_s,
+        result.server_cpu_us_per_delivery,
+        generator_cpu_s,
         if result.disconnects > 0 { format!(", {} disconnects", result.disconnects) } else { String::new() },
         if ok { "" } else { "  FAIL" },
     );
@@ -448,6 +521,7 @@ async fn run_churn(args: &RunArgs, workers: &mut [Worker]) -> anyhow::Result<Val
     let n = workers.len();
     let duration_ms = (args.duration * 1000.0) as u64;
     let start_unix_ns = unix_ns() + 300_000_000;
+    let server_cpu = rss::tree_cpu_seconds(&args.server_pids);
     for (i, worker) in workers.iter_mut().enumerate() {
         let churn = ChurnStep {
             concurrency: share(args.clients, n, i),
@@ -469,6 +543,7 @@ async fn run_churn(args: &RunArgs, workers: &mut [Worker]) -> anyhow::Result<Val
             other => bail!("expected a churn report, got {other:?}"),
         }
     }
+    let server_cpu_s = rss::tree_cpu_seconds(&args.server_pids) - server_cpu;
     let per_second = total.connects as f64 / args.duration;
     let latency_ms = Percentiles::of(&latency);
     eprintln!(
@@ -482,6 +557,8 @@ async fn run_churn(args: &RunArgs, workers: &mut [Worker]) -> anyhow::Result<Val
         "errors": total.errors,
         "first_error": total.first_error,
         "connects_per_s": per_second,
+        "server_cpu_s": server_cpu_s,
+        "server_cpu_us_per_connect": if total.connects == 0 { 0.0 } else { server_cpu_s * 1e6 / total.connects as f64 },
         "latency_ms": latency_ms,
     }))
 }

@@ -1,6 +1,8 @@
-//! The server's resident memory, from `/proc/<pid>/status` (`VmRSS`),
-//! summed over the given processes and all their descendants (nginx's
-//! workers, for example).
+//! The server's resident memory (`VmRSS` of `/proc/<pid>/status`) and CPU
+//! time (`/proc/<pid>/stat`), summed over the given processes and all their
+//! descendants (nginx's workers, for example). CPU time per message is the
+//! figure that holds on a shared machine: it does not depend on how much
+//! of the machine the server could get.
 
 use std::collections::BTreeSet;
 
@@ -36,4 +38,26 @@ fn children(pid: u32) -> Vec<u32> {
                 .collect::<Vec<u32>>()
         })
         .collect()
+}
+
+/// CPU time (user + system) in seconds used so far by `pids` and their
+/// descendants, from `/proc/<pid>/stat` (ticks of USER_HZ, 100 on Linux).
+pub fn tree_cpu_seconds(pids: &[u32]) -> f64 {
+    let mut all = BTreeSet::new();
+    let mut todo: Vec<u32> = pids.to_vec();
+    while let Some(pid) = todo.pop() {
+        if all.insert(pid) {
+            todo.extend(children(pid));
+        }
+    }
+    all.into_iter().filter_map(cpu_ticks).sum::<u64>() as f64 / 100.0
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after its ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }

@@ -164,20 +164,25 @@ async fn run_churn(job: &Job, shared: &Rc<Shared>, churn: ChurnStep) -> ChurnRep
                     Ok(r) => r,
                     Err(_) => Err(anyhow::anyhow!("handshake timed out (10 s)")),
                 };
-                let mut report = report.borrow_mut();
-                match result {
-                    Ok(()) => {
-                        report.0.connects += 1;
-                        let micros = (unix_ns().saturating_sub(started) / 1000).max(1);
-                        report.1.saturating_record(micros);
+                let failed = {
+                    let mut report = report.borrow_mut();
+                    match result {
+                        Ok(()) => {
+                            report.0.connects += 1;
+                            let micros = (unix_ns().saturating_sub(started) / 1000).max(1);
+                            report.1.saturating_record(micros);
+                            false
+                        }
+                        Err(e) => {
+                            report.0.errors += 1;
+                            report.0.first_error.get_or_insert_with(|| format!("{e:#}"));
+                            true
+                        }
                     }
-                    Err(e) => {
-                        report.0.errors += 1;
-                        report.0.first_error.get_or_insert_with(|| format!("{e:#}"));
-                        drop(report);
-                        // Do not spin on a refusing server.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                };
+                if failed {
+                    // Do not spin on a refusing server.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }));

@@ -178,6 +178,13 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
                 Ok(identity) => identity,
                 Err(e) => return connect_error(conn, name, &refused(e)),
             };
+            if inner.core.check_capacity().is_err() {
+                let full = ConnectError {
+                    message: "server full; retry later".into(),
+                    data: Some(serde_json::json!({ "code": switchboard_core::codes::SERVER_FULL })),
+                };
+                return connect_error(conn, name, &full);
+            }
             let session = inner
                 .core
                 .create_session_for(identity, Arc::clone(&inner.encoder));

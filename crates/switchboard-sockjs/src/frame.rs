@@ -52,6 +52,9 @@ pub const SHUTTING_DOWN: (u16, &str) = (1001, "Server shutting down");
 /// Close code and reason when the core ended the session (the HTTP API
 /// disconnected the user, or the session expired).
 pub const SESSION_ENDED: (u16, &str) = (1000, "Session ended");
+/// Close code and reason for a new session on a node that holds
+/// `max_sessions` already (the native protocol's 4503).
+pub const SERVER_FULL: (u16, &str) = (4503, "Server full; retry later");
 
 /// Appends `text` as a JSON string literal, quotes included, escaped for
 /// every SockJS transport.

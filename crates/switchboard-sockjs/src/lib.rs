@@ -18,8 +18,8 @@
 //! - `frame` and `encoder`: the `o`/`h`/`a`/`c` frames, the protocol's JSON
 //!   string escaping, and room publications encoded once for every SockJS
 //!   member.
-//! - `decode`: what clients send (`xhr_send`, `jsonp_send`, WebSocket
-//!   messages).
+//! - [`decode`]: what clients send (`xhr_send`, `jsonp_send`, WebSocket
+//!   messages); public so the fuzz targets (`fuzz/`) reach it.
 //! - `responses` and `pages`: caching, CORS and cookie headers, the plain
 //!   answers; the greeting, `/info` and the iframe page.
 //!
@@ -27,11 +27,13 @@
 //! a core session (outbox, rooms), created with the SockJS encoder.
 
 pub mod config;
+pub mod decode;
 
-mod decode;
 mod encoder;
 mod frame;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod receiving;
 mod responses;
 mod router;

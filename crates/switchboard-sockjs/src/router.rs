@@ -295,6 +295,11 @@ impl SockJs {
                 pending: Vec::new(),
                 close: close_of(frame::SHUTTING_DOWN),
             }
+        } else if service.sessions.get(id).is_none() && shared.core.check_capacity().is_err() {
+            Registration::Closing {
+                pending: Vec::new(),
+                close: close_of(frame::SERVER_FULL),
+            }
         } else {
             let session = service
                 .sessions

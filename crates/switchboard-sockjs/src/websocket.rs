@@ -105,6 +105,19 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let service = &shared.services[service_index];
+    if shared.core.check_capacity().is_err() {
+        let message = match flavor {
+            Flavor::Framed => {
+                let _ = send(&mut ws, Bytes::from_static(frame::OPEN)).await;
+                let _ = send(&mut ws, frame::close_of(frame::SERVER_FULL)).await;
+                Message::close(Some(CloseCode::NORMAL_CLOSURE), "Normal closure")
+            }
+            Flavor::Raw => Message::close(CloseCode::try_from(frame::SERVER_FULL.0).ok(), frame::SERVER_FULL.1),
+        };
+        let _ = ws.send(message).await;
+        let _ = ws.close().await;
+        return;
+    }
     let core_session = service.create_session(&shared.core);
     let id = core_session.id();
     let session = SockJsSession::new(core_session);

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::frame::Frame;
-use crate::im::{metric, scrape_metrics, ChatClient};
+use crate::im::{metric, scrape_metrics, ChatClient, Login};
 
 /// The series of `switchboard_errors_total` for one code.
 pub fn errors_series(code: u16) -> String {
@@ -76,9 +76,15 @@ pub struct Bystander {
 }
 
 impl Bystander {
-    /// Connects user `name` and joins `room`.
+    /// Connects development-mode user `name` and joins `room`.
     pub async fn join(addr: SocketAddr, name: &str, room: &str) -> anyhow::Result<Self> {
-        let mut client = ChatClient::connect(addr, name).await?;
+        Self::login(addr, &Login::name(name), room).await
+    }
+
+    /// Connects with `login` (a token, on a server with a JWT key) and
+    /// joins `room`.
+    pub async fn login(addr: SocketAddr, login: &Login, room: &str) -> anyhow::Result<Self> {
+        let mut client = ChatClient::login(addr, login).await?;
         client.join(room).await?;
         Ok(Self {
             client,
@@ -277,6 +283,108 @@ async fn read_ws_text(stream: &mut TcpStream) -> anyhow::Result<String> {
     let mut payload = vec![0u8; len as usize];
     stream.read_exact(&mut payload).await?;
     Ok(String::from_utf8(payload)?)
+}
+
+/// A plain HTTP/1.1 client on one keep-alive connection, for tests that
+/// make thousands of short requests (a fresh connection each would exhaust
+/// the ephemeral ports with `TIME_WAIT` sockets). Answers must carry a
+/// `Content-Length` (every non-streaming answer of the server does).
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<tokio::io::BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    /// A client of `addr`; connects at the first request.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, stream: None }
+    }
+
+    /// `GET path`: status and body.
+    pub async fn get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        self.request("GET", path, b"").await
+    }
+
+    /// `POST path` with a `text/plain` body: status and body.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        self.request("POST", path, body).await
+    }
+
+    /// One request on the open connection (opened first if need be); the
+    /// connection is dropped on any error, so the next request opens a new
+    /// one. An error of kind `ConnectionRefused` means nobody listens.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let result = self.exchange(method, path, body).await;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        use tokio::io::AsyncBufReadExt;
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        if self.stream.is_none() {
+            self.stream = Some(tokio::io::BufReader::new(
+                TcpStream::connect(self.addr).await?,
+            ));
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        stream.get_mut().write_all(head.as_bytes()).await?;
+        stream.get_mut().write_all(body).await?;
+        let mut status_line = String::new();
+        if stream.read_line(&mut status_line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("status line"))?;
+        let mut length = None;
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("connection")
+                    && value.eq_ignore_ascii_case("close")
+                {
+                    close = true;
+                }
+            }
+        }
+        let mut body = vec![0u8; length.ok_or_else(|| bad("no content-length"))?];
+        stream.read_exact(&mut body).await?;
+        if close {
+            self.stream = None;
+        }
+        Ok((status, body))
+    }
 }
 
 /// The `q`-quantile (0.0–1.0) of `samples` (sorted here); zero when empty.

@@ -27,6 +27,9 @@ pub mod server;
 pub mod streaming;
 pub mod ws;
 
+#[cfg(test)]
+mod proptests;
+
 pub use config::TransportConfig;
 pub use response::Body;
 pub use router::Switchboard;

@@ -52,6 +52,10 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Most open connections from one IP address (429 over it).
     pub max_connections_per_ip: usize,
+    /// Longest a write to a client may make no progress before the
+    /// connection is closed (a client that stopped reading); `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Most live sessions on this node (new ones get close 4503 over it).
     pub max_sessions: usize,
     /// Most rooms one session may be in (error 4413 over it).
@@ -148,6 +152,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections_per_ip: 10_000,
+            write_timeout: Duration::from_secs(30),
             max_sessions: session.max_sessions,
             max_rooms_per_session: session.max_rooms,
             static_dir: None,

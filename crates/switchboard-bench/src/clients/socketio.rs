@@ -66,19 +66,39 @@ pub async fn open(client: Client) -> anyhow::Result<Running> {
     let shared = &client.shared;
     let mut ws = connect(shared).await?;
     if matches!(client.role, Role::Publisher | Role::Subscriber) {
-        let join = format!("420[\"join\",{}]", serde_json::to_string(&shared.room)?);
-        ws.send(Message::text(join)).await?;
-        loop {
-            let packet = next_text(&mut ws).await?;
-            if let Some(answer) = packet.strip_prefix("430") {
-                if !answer.contains("\"ok\":true") {
-                    bail!("join refused: {packet}");
-                }
-                break;
-            }
-        }
+        join(&mut ws, &shared.room).await?;
     }
     Ok(Box::pin(run(client, ws)))
+}
+
+/// Joins `room`, asking again when no answer came within 2 s: a server may
+/// install its handlers after it answered the CONNECT (socketioxide runs
+/// its connect handler asynchronously), and then drops an early event.
+async fn join(ws: &mut Ws, room: &str) -> anyhow::Result<()> {
+    let room = serde_json::to_string(room)?;
+    for ack_id in 0..5 {
+        ws.send(Message::text(format!("42{ack_id}[\"join\",{room}]")))
+            .await?;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            loop {
+                let packet = next_text(ws).await?;
+                if let Some(rest) = packet.strip_prefix("43") {
+                    let id_end = rest.find('[').unwrap_or(0);
+                    if rest[..id_end].parse::<u32>().is_ok() {
+                        return anyhow::Ok(packet);
+                    }
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(packet)) if packet.contains("\"ok\":true") => return Ok(()),
+            Ok(Ok(packet)) => bail!("join refused: {packet}"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => continue,
+        }
+    }
+    bail!("no answer to join after 5 tries")
 }
 
 async fn run(client: Client, ws: Ws) {

@@ -3,3 +3,5 @@
 
 pub mod engine;
 pub mod packet;
+#[cfg(test)]
+mod proptests;

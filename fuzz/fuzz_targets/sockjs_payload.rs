@@ -1,0 +1,4 @@
+#![no_main]
+//! `cargo +nightly fuzz run sockjs_payload`: see `fuzz/README.md` and `src/lib.rs`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchboard_fuzz::sockjs_payload(data));

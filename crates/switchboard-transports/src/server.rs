@@ -177,7 +177,20 @@ where
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let per_ip = PerIp::default();
     let mut shutdown = std::pin::pin!(shutdown);
+    // After the shutdown signal the core refuses every attach with close
+    // 4002; for a short while the listener stays open so that clients
+    // between two requests (a long poll about to re-poll) still reach the
+    // server and are told to reconnect, instead of finding a reset socket.
+    let settle = (limits.drain / 4).min(Duration::from_secs(1));
+    let mut settle_until: Option<tokio::time::Instant> = None;
     loop {
+        let signalled = settle_until.is_some();
+        let stop_accepting = async {
+            match settle_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -188,7 +201,11 @@ where
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if !signalled => {
+                settle_until = Some(tokio::time::Instant::now() + settle);
+                continue;
+            }
+            () = stop_accepting => break,
         };
         let _ = stream.set_nodelay(true);
         let Some(slot) = per_ip.admit(peer.ip(), limits.max_connections_per_ip) else {

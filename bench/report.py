@@ -318,6 +318,8 @@ def main():
             w(f"| {label} | {meta[key]} |")
     for k, v in (meta.get("versions") or {}).items():
         w(f"| {LABEL.get(k, k)} | {v} |")
+    for r in meta.get("reruns") or []:
+        w(f"| re-run of the scenarios matching `{r['only']}` | {r['date']}, `uptime` before: {r['uptime_before']} |")
     w("")
     w("Everything runs on this one machine: the server under test and the load generator")
     w("(2 worker processes) share its cores, so every figure is a figure of the pair. Each")

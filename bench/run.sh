@@ -153,6 +153,16 @@ RAMP=(--step "$STEP_SECS" --drain-ms 1000)
 # ---------------------------------------------------------------- run
 install
 if [ -z "$ONLY" ]; then rm -f "$RESULTS"/*.json "$RESULTS"/*.svg; fi
+if [ -n "$ONLY" ] && [ -f "$RESULTS/meta.json" ]; then
+  # A partial re-run: keep the full run's metadata, note the re-run.
+  python3 - "$RESULTS/meta.json" "$ONLY" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uptime | sed 's/^ *//')" <<'PY'
+import json, sys
+path, only, date, up = sys.argv[1:5]
+meta = json.load(open(path))
+meta.setdefault("reruns", []).append({"only": only, "date": date, "uptime_before": up})
+json.dump(meta, open(path, "w"), indent=2)
+PY
+else
 cat >"$RESULTS/meta.json" <<JSON
 {
   "quick": $([ "$QUICK" = 1 ] && echo true || echo false),
@@ -172,6 +182,7 @@ cat >"$RESULTS/meta.json" <<JSON
   }
 }
 JSON
+fi
 log "load before the run: $(uptime)"
 
 # Idle connections: server memory per connection.

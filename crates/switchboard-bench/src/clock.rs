@@ -14,9 +14,7 @@ use crate::plan::Step;
 
 /// Wall-clock nanoseconds since the epoch.
 pub fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The tokio instant of a wall-clock time (close enough for sleeping).
@@ -26,8 +24,7 @@ pub fn instant_at(unix: u64) -> Instant {
     if unix >= now_unix {
         now + Duration::from_nanos(unix - now_unix)
     } else {
-        now.checked_sub(Duration::from_nanos(now_unix - unix))
-            .unwrap_or(now)
+        now.checked_sub(Duration::from_nanos(now_unix - unix)).unwrap_or(now)
     }
 }
 
@@ -86,10 +83,7 @@ pub struct Stamp {
 impl Stamp {
     /// The JSON object, with `padding` extra bytes in a `p` string.
     pub fn json(&self, padding: usize) -> String {
-        let mut s = format!(
-            "{{\"g\":{},\"s\":{},\"a\":{}",
-            self.gen, self.scheduled, self.sent
-        );
+        let mut s = format!("{{\"g\":{},\"s\":{},\"a\":{}", self.gen, self.scheduled, self.sent);
         if padding > 0 {
             s.push_str(",\"p\":\"");
             s.extend(std::iter::repeat_n('x', padding));
@@ -111,16 +105,10 @@ pub fn stamps(text: &str) -> impl Iterator<Item = Stamp> + '_ {
         let close = rest[at..].find('}').map_or(rest.len(), |c| at + c);
         let object = &rest[open..close];
         rest = &rest[close.min(rest.len())..];
-        if let (Some(gen), Some(scheduled), Some(sent)) = (
-            number_after(object, "\"g\":"),
-            number_after(object, "\"s\":"),
-            number_after(object, "\"a\":"),
-        ) {
-            return Some(Stamp {
-                gen: gen as u32,
-                scheduled,
-                sent,
-            });
+        if let (Some(gen), Some(scheduled), Some(sent)) =
+            (number_after(object, "\"g\":"), number_after(object, "\"s\":"), number_after(object, "\"a\":"))
+        {
+            return Some(Stamp { gen: gen as u32, scheduled, sent });
         }
     })
 }
@@ -128,9 +116,7 @@ pub fn stamps(text: &str) -> impl Iterator<Item = Stamp> + '_ {
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let at = text.find(key)? + key.len();
     let digits = text[at..].trim_start();
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
@@ -143,9 +129,7 @@ pub fn native_seq(frame: &str) -> Option<u64> {
 
 /// The highest native `seq` anywhere in `text` (a long-poll array).
 pub fn max_native_seq(text: &str) -> Option<u64> {
-    text.match_indices("{\"seq\":")
-        .filter_map(|(i, _)| native_seq(&text[i..]))
-        .max()
+    text.match_indices("{\"seq\":").filter_map(|(i, _)| native_seq(&text[i..])).max()
 }
 
 #[cfg(test)]
@@ -154,26 +138,12 @@ mod tests {
 
     #[test]
     fn stamps_are_found_in_any_framing() {
-        let s = Stamp {
-            gen: 3,
-            scheduled: 1_700_000_000_000_000_000,
-            sent: 1_700_000_000_000_000_500,
-        };
-        let native = format!(
-            "{{\"seq\":7,\"type\":\"msg\",\"room\":\"b\",\"data\":{}}}",
-            s.json(0)
-        );
+        let s = Stamp { gen: 3, scheduled: 1_700_000_000_000_000_000, sent: 1_700_000_000_000_000_500 };
+        let native = format!("{{\"seq\":7,\"type\":\"msg\",\"room\":\"b\",\"data\":{}}}", s.json(0));
         assert_eq!(stamps(&native).collect::<Vec<_>>(), vec![s]);
-        let sorted = format!(
-            "42[\"message\",{{\"a\":{},\"g\":3,\"p\":\"xx\",\"s\":{}}},\"12\"]",
-            s.sent, s.scheduled
-        );
+        let sorted = format!("42[\"message\",{{\"a\":{},\"g\":3,\"p\":\"xx\",\"s\":{}}},\"12\"]", s.sent, s.scheduled);
         assert_eq!(stamps(&sorted).collect::<Vec<_>>(), vec![s]);
-        let array = format!(
-            "[{},{{\"seq\":9,\"type\":\"ack\"}},{}]",
-            native,
-            native.replace("\"seq\":7", "\"seq\":8")
-        );
+        let array = format!("[{},{{\"seq\":9,\"type\":\"ack\"}},{}]", native, native.replace("\"seq\":7", "\"seq\":8"));
         assert_eq!(stamps(&array).count(), 2);
         assert_eq!(max_native_seq(&array), Some(9));
         assert_eq!(stamps(&s.json(10)).collect::<Vec<_>>(), vec![s]);
@@ -181,13 +151,7 @@ mod tests {
 
     #[test]
     fn pacer_spreads_and_ends() {
-        let step = Step {
-            gen: 1,
-            rate: 1000.0,
-            start_unix_ns: 1_000_000_000,
-            duration_ms: 1000,
-            drain_ms: 0,
-        };
+        let step = Step { gen: 1, rate: 1000.0, start_unix_ns: 1_000_000_000, duration_ms: 1000, drain_ms: 0 };
         let mut p = Pacer::new(&step, 1, 10).unwrap();
         let first = p.next_due().unwrap();
         assert_eq!(first, 1_000_000_000 + 1_000_000);

@@ -17,9 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::clock::unix_ns;
-use crate::plan::{
-    ChurnReport, ChurnStep, Command, Job, Protocol, Ready, Report, Scenario, Step, StepReport,
-};
+use crate::plan::{ChurnReport, ChurnStep, Command, Job, Protocol, Ready, Report, Scenario, Step, StepReport};
 use crate::rss;
 use crate::stats::{self, Percentiles};
 
@@ -128,13 +126,8 @@ impl Worker {
             .context("spawning a worker")?;
         let stdin = child.stdin.take().context("worker stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
-        let mut worker = Worker {
-            pid: child.id().unwrap_or(0),
-            _child: child,
-            stdin,
-            stdout,
-            senders: job.echo + job.publishers,
-        };
+        let mut worker =
+            Worker { pid: child.id().unwrap_or(0), _child: child, stdin, stdout, senders: job.echo + job.publishers };
         worker.say(&serde_json::to_string(job)?).await?;
         Ok(worker)
     }
@@ -151,11 +144,7 @@ impl Worker {
     }
 
     async fn report(&mut self) -> anyhow::Result<Report> {
-        let line = self
-            .stdout
-            .next_line()
-            .await?
-            .ok_or_else(|| anyhow!("a worker exited"))?;
+        let line = self.stdout.next_line().await?.ok_or_else(|| anyhow!("a worker exited"))?;
         Ok(serde_json::from_str(&line)?)
     }
 }
@@ -170,9 +159,7 @@ fn source_ips(text: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
         }
         return Ok((from..=to).map(Ipv4Addr::from).collect());
     }
-    text.split(',')
-        .map(|a| a.trim().parse().map_err(anyhow::Error::from))
-        .collect()
+    text.split(',').map(|a| a.trim().parse().map_err(anyhow::Error::from)).collect()
 }
 
 /// Splits `n` into `parts` nearly equal shares.
@@ -192,18 +179,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = unix_ns();
     let load_before = loadavg();
     let mut partial = Partial::default();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(args.timeout),
-        scenario(&args, &mut partial),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(args.timeout), scenario(&args, &mut partial)).await;
     let (result, error) = match outcome {
         Ok(Ok(result)) => (result, None),
         Ok(Err(e)) => (partial_result(partial), Some(format!("{e:#}"))),
-        Err(_) => (
-            partial_result(partial),
-            Some(format!("timed out after {} s", args.timeout)),
-        ),
+        Err(_) => (partial_result(partial), Some(format!("timed out after {} s", args.timeout))),
     };
     let document = json!({
         "scenario": args.scenario,
@@ -221,8 +201,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let text = serde_json::to_string_pretty(&document)?;
     match &args.out {
-        Some(path) => std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?,
         None => println!("{text}"),
     }
     if let Some(e) = document["error"].as_str() {
@@ -249,9 +228,7 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
     let started = std::time::Instant::now();
     let ips = source_ips(&args.source_ips)?;
     let processes = args.processes.clamp(1, ips.len());
-    let publish_protocol = args
-        .publish_protocol
-        .unwrap_or(args.protocol.default_publisher());
+    let publish_protocol = args.publish_protocol.unwrap_or(args.protocol.default_publisher());
     let rss_before = rss::tree_bytes(&args.server_pids);
     let mut workers = Vec::new();
     for w in 0..processes {
@@ -259,9 +236,7 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
         let (idle, echo, publishers, subscribers) = match args.scenario {
             Scenario::Idle => (mine(args.clients), 0, 0, 0),
             Scenario::Echo | Scenario::EchoRamp => (0, mine(args.clients), 0, 0),
-            Scenario::Fanout | Scenario::FanoutRamp => {
-                (0, 0, mine(args.publishers), mine(args.clients))
-            }
+            Scenario::Fanout | Scenario::FanoutRamp => (0, 0, mine(args.publishers), mine(args.clients)),
             Scenario::Churn => (0, 0, 0, 0),
         };
         let job = Job {
@@ -304,11 +279,7 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
         ready.connected,
         ready.failed,
         ready.setup_ms,
-        ready
-            .first_error
-            .as_deref()
-            .map(|e| format!(" (first error: {e})"))
-            .unwrap_or_default()
+        ready.first_error.as_deref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
     );
     let setup = json!({
         "connected": ready.connected,
@@ -322,11 +293,8 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
         Scenario::Idle => {
             tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
             let rss_after = rss::tree_bytes(&args.server_pids);
-            let per = if ready.connected > 0 {
-                (rss_after as f64 - rss_before as f64) / ready.connected as f64
-            } else {
-                0.0
-            };
+            let per =
+                if ready.connected > 0 { (rss_after as f64 - rss_before as f64) / ready.connected as f64 } else { 0.0 };
             eprintln!("  rss {rss_before} -> {rss_after} bytes: {per:.0} B per connection");
             json!({ "setup": setup, "idle": {
                 "connections": ready.connected,
@@ -344,8 +312,7 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
         Scenario::EchoRamp | Scenario::FanoutRamp => {
             let fan = fan_of(args, &ready);
             let mut held: Option<f64> = None;
-            let per_step =
-                Duration::from_secs_f64(args.step) + Duration::from_millis(args.drain_ms + 1500);
+            let per_step = Duration::from_secs_f64(args.step) + Duration::from_millis(args.drain_ms + 1500);
             let mut gen = 0;
             'rates: for &rate in &args.rates {
                 for attempt in 0..=args.retries {
@@ -433,18 +400,8 @@ async fn run_step(
     let server_cpu = rss::tree_cpu_seconds(&args.server_pids);
     let generator_cpu = rss::tree_cpu_seconds(&worker_pids);
     for worker in workers.iter_mut() {
-        let share = if senders == 0 {
-            0.0
-        } else {
-            rate * worker.senders as f64 / senders as f64
-        };
-        let step = Step {
-            gen,
-            rate: share,
-            start_unix_ns,
-            duration_ms,
-            drain_ms: args.drain_ms,
-        };
+        let share = if senders == 0 { 0.0 } else { rate * worker.senders as f64 / senders as f64 };
+        let step = Step { gen, rate: share, start_unix_ns, duration_ms, drain_ms: args.drain_ms };
         worker.command(&Command::Step(step)).await?;
     }
     let mut total = StepReport::default();
@@ -467,15 +424,9 @@ async fn run_step(
     let generator_cpu_s = rss::tree_cpu_seconds(&worker_pids) - generator_cpu;
     let scheduled = (rate * seconds).round() as u64;
     let expected = scheduled * fan as u64;
-    let delivered = if expected == 0 {
-        0.0
-    } else {
-        total.received as f64 / expected as f64
-    };
+    let delivered = if expected == 0 { 0.0 } else { total.received as f64 / expected as f64 };
     let latency_ms = Percentiles::of(&latency);
-    let ok = delivered >= args.min_delivered
-        && latency_ms.p99 <= args.p99_limit_ms
-        && latency_ms.count > 0;
+    let ok = delivered >= args.min_delivered && latency_ms.p99 <= args.p99_limit_ms && latency_ms.count > 0;
     let result = StepResult {
         rate,
         attempt: 1,
@@ -490,11 +441,7 @@ async fn run_step(
         disconnects: total.disconnects,
         errors: total.errors,
         server_cpu_s,
-        server_cpu_us_per_delivery: if total.received == 0 {
-            0.0
-        } else {
-            server_cpu_s * 1e6 / total.received as f64
-        },
+        server_cpu_us_per_delivery: if total.received == 0 { 0.0 } else { server_cpu_s * 1e6 / total.received as f64 },
         generator_cpu_s,
         ok,
     };
@@ -523,11 +470,7 @@ async fn run_churn(args: &RunArgs, workers: &mut [Worker]) -> anyhow::Result<Val
     let start_unix_ns = unix_ns() + 300_000_000;
     let server_cpu = rss::tree_cpu_seconds(&args.server_pids);
     for (i, worker) in workers.iter_mut().enumerate() {
-        let churn = ChurnStep {
-            concurrency: share(args.clients, n, i),
-            start_unix_ns,
-            duration_ms,
-        };
+        let churn = ChurnStep { concurrency: share(args.clients, n, i), start_unix_ns, duration_ms };
         worker.command(&Command::Churn(churn)).await?;
     }
     let mut total = ChurnReport::default();

@@ -36,11 +36,7 @@ mod worker;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "switchboard-bench",
-    version,
-    about = "Load generator for Switchboard and its peers"
-)]
+#[command(name = "switchboard-bench", version, about = "Load generator for Switchboard and its peers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,9 +53,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(coordinator::run(*args))
         }
         Command::Worker => worker::main(),

@@ -40,18 +40,11 @@ impl Net {
             .ok_or_else(|| anyhow!("the url must start with http://"))?
             .trim_end_matches('/')
             .to_owned();
-        let server: SocketAddr = host
-            .parse()
-            .with_context(|| format!("{host} is not an IPv4 address and port"))?;
+        let server: SocketAddr = host.parse().with_context(|| format!("{host} is not an IPv4 address and port"))?;
         if sources.is_empty() {
             bail!("no source addresses");
         }
-        Ok(Self {
-            server,
-            host,
-            sources,
-            next: Cell::new(0),
-        })
+        Ok(Self { server, host, sources, next: Cell::new(0) })
     }
 
     /// A TCP connection from the next source address (the address after
@@ -75,19 +68,14 @@ impl Net {
                 Err(e) => return Err(e).context("connect"),
             }
         }
-        Err(last_error.map_or_else(|| anyhow!("no source address"), anyhow::Error::from))
-            .context("bind/connect")
+        Err(last_error.map_or_else(|| anyhow!("no source address"), anyhow::Error::from)).context("bind/connect")
     }
 
     /// A WebSocket to `path` (with its query).
     pub async fn ws(&self, path: &str) -> anyhow::Result<Ws> {
         let stream = self.tcp().await?;
         let uri = format!("ws://{}{}", self.host, path);
-        let (ws, _) = ClientBuilder::new()
-            .uri(&uri)?
-            .connect_on(stream)
-            .await
-            .context("websocket handshake")?;
+        let (ws, _) = ClientBuilder::new().uri(&uri)?.connect_on(stream).await.context("websocket handshake")?;
         Ok(ws)
     }
 
@@ -98,10 +86,7 @@ impl Net {
         tokio::task::spawn_local(async move {
             let _ = conn.await;
         });
-        Ok(Http {
-            sender,
-            host: self.host.clone(),
-        })
+        Ok(Http { sender, host: self.host.clone() })
     }
 }
 
@@ -127,10 +112,7 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Response<Incoming>> {
         self.sender.ready().await.context("connection closed")?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host);
+        let mut request = Request::builder().method(method).uri(path).header("host", &self.host);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -147,14 +129,8 @@ impl Http {
     }
 
     /// A POST of a text body answered with a whole body.
-    pub async fn post_text(
-        &mut self,
-        path: &str,
-        body: String,
-    ) -> anyhow::Result<(http::StatusCode, String)> {
-        let response = self
-            .send(Method::POST, path, &[("content-type", "text/plain")], body)
-            .await?;
+    pub async fn post_text(&mut self, path: &str, body: String) -> anyhow::Result<(http::StatusCode, String)> {
+        let response = self.send(Method::POST, path, &[("content-type", "text/plain")], body).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -172,11 +148,7 @@ pub struct Lines {
 impl Lines {
     /// Lines of `body`.
     pub fn new(body: Incoming) -> Self {
-        Self {
-            body,
-            buffer: Vec::with_capacity(4096),
-            start: 0,
-        }
+        Self { body, buffer: Vec::with_capacity(4096), start: 0 }
     }
 
     /// The next line without its `\n` (and `\r`), or `None` at the end of
@@ -185,11 +157,7 @@ impl Lines {
         loop {
             if let Some(nl) = self.buffer[self.start..].iter().position(|&b| b == b'\n') {
                 let end = self.start + nl;
-                let line_end = if end > self.start && self.buffer[end - 1] == b'\r' {
-                    end - 1
-                } else {
-                    end
-                };
+                let line_end = if end > self.start && self.buffer[end - 1] == b'\r' { end - 1 } else { end };
                 let line = String::from_utf8_lossy(&self.buffer[self.start..line_end]).into_owned();
                 self.start = end + 1;
                 return Ok(Some(line));

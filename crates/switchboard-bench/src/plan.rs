@@ -32,14 +32,11 @@ impl Protocol {
     /// The protocol a fan-out publisher uses next to subscribers of `self`.
     pub fn default_publisher(self) -> Protocol {
         match self {
-            Protocol::NativeWs
-            | Protocol::NativeSse
-            | Protocol::NativeStream
-            | Protocol::NativeLongpoll => Protocol::NativeWs,
-            Protocol::SocketioWs => Protocol::SocketioWs,
-            Protocol::NchanSse | Protocol::NchanLongpoll | Protocol::NchanPost => {
-                Protocol::NchanPost
+            Protocol::NativeWs | Protocol::NativeSse | Protocol::NativeStream | Protocol::NativeLongpoll => {
+                Protocol::NativeWs
             }
+            Protocol::SocketioWs => Protocol::SocketioWs,
+            Protocol::NchanSse | Protocol::NchanLongpoll | Protocol::NchanPost => Protocol::NchanPost,
         }
     }
 }

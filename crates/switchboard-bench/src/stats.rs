@@ -24,21 +24,15 @@ pub fn histogram() -> Histogram<u64> {
 pub fn encode(h: &Histogram<u64>) -> String {
     use base64::Engine;
     let mut bytes = Vec::new();
-    V2Serializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serializing to memory");
+    V2Serializer::new().serialize(h, &mut bytes).expect("serializing to memory");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Text from [`encode`] back to a histogram.
 pub fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .context("histogram base64")?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .context("histogram bytes")
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).context("histogram base64")?;
+    Deserializer::new().deserialize(&mut bytes.as_slice()).context("histogram bytes")
 }
 
 /// What a worker counts during a step.
@@ -87,12 +81,8 @@ impl Recorder {
         }
         self.received.set(self.received.get() + 1);
         let micros = |from: u64| (now.saturating_sub(from) / 1000).clamp(1, MAX_MICROS);
-        self.latency
-            .borrow_mut()
-            .saturating_record(micros(stamp.scheduled));
-        self.send_latency
-            .borrow_mut()
-            .saturating_record(micros(stamp.sent));
+        self.latency.borrow_mut().saturating_record(micros(stamp.scheduled));
+        self.send_latency.borrow_mut().saturating_record(micros(stamp.sent));
     }
 
     /// A client's connection ended while it should have stayed.

@@ -19,9 +19,7 @@ use crate::stats;
 
 /// Runs a worker on stdin/stdout until `quit` or end of input.
 pub fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, serve())
 }
@@ -85,12 +83,7 @@ async fn open_clients(job: &Job, shared: &Rc<Shared>) -> Ready {
     let mut tasks = Vec::new();
     let mut sender_index = 0;
     for (protocol, role) in plans {
-        let client = Client {
-            shared: Rc::clone(shared),
-            role,
-            sender_index,
-            senders,
-        };
+        let client = Client { shared: Rc::clone(shared), role, sender_index, senders };
         if matches!(role, Role::Echo | Role::Publisher) {
             sender_index += 1;
         }
@@ -99,9 +92,7 @@ async fn open_clients(job: &Job, shared: &Rc<Shared>) -> Ready {
         let (opened, done) = tokio::sync::oneshot::channel::<()>();
         tokio::task::spawn_local(async move {
             let permit = gate.acquire().await;
-            let result =
-                tokio::time::timeout(Duration::from_secs(30), clients::open(protocol, client))
-                    .await;
+            let result = tokio::time::timeout(Duration::from_secs(30), clients::open(protocol, client)).await;
             drop(permit);
             let running = {
                 let mut outcome = outcome.borrow_mut();
@@ -120,9 +111,7 @@ async fn open_clients(job: &Job, shared: &Rc<Shared>) -> Ready {
                     }
                     Err(_) => {
                         outcome.failed += 1;
-                        outcome
-                            .first_error
-                            .get_or_insert_with(|| "setup timed out (30 s)".into());
+                        outcome.first_error.get_or_insert_with(|| "setup timed out (30 s)".into());
                         None
                     }
                 }
@@ -155,11 +144,7 @@ async fn run_churn(job: &Job, shared: &Rc<Shared>, churn: ChurnStep) -> ChurnRep
             tokio::time::sleep_until(instant_at(churn.start_unix_ns)).await;
             while unix_ns() < end {
                 let started = unix_ns();
-                let result = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    clients::handshake(protocol, &shared),
-                )
-                .await;
+                let result = tokio::time::timeout(Duration::from_secs(10), clients::handshake(protocol, &shared)).await;
                 let result = match result {
                     Ok(r) => r,
                     Err(_) => Err(anyhow::anyhow!("handshake timed out (10 s)")),

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::broker::{Broker, LocalBroker};
 use crate::codes;
 use crate::frame::{self, Downstream, RoomSummary};
-use crate::broker::{Broker, LocalBroker};
 use crate::hub::Hub;
 use crate::id::{PublicId, SessionId};
 use crate::identity::{AuthError, Authenticator, Credentials, DevAuthenticator, Identity};
@@ -249,7 +249,12 @@ impl Core {
     /// Attaches a downstream: to the session `sid` (resuming after `last`),
     /// or to a new session when `sid` is `None`. A resume carries either no
     /// credentials (the session id is the secret) or the same user's.
-    pub async fn attach(&self, sid: Option<&str>, last: u64, credentials: &Credentials) -> Result<Attached, AttachError> {
+    pub async fn attach(
+        &self,
+        sid: Option<&str>,
+        last: u64,
+        credentials: &Credentials,
+    ) -> Result<Attached, AttachError> {
         if self.is_shutting_down() {
             return Err(AttachError::Ended(EndReason::ShuttingDown));
         }
@@ -288,7 +293,11 @@ impl Core {
     /// gets: the node's session limit, registration with the broker (so
     /// other nodes forward to it), the user's rooms joined, offline replay
     /// and unread counts. Protocol adapters call this too.
-    pub async fn open_session(&self, identity: Identity, encoder: Arc<dyn Encoder>) -> Result<Arc<Session>, AttachError> {
+    pub async fn open_session(
+        &self,
+        identity: Identity,
+        encoder: Arc<dyn Encoder>,
+    ) -> Result<Arc<Session>, AttachError> {
         self.check_capacity()?;
         let session = self.create_session_for(identity, encoder);
         self.broker.session_created(session.id()).await;

@@ -165,10 +165,9 @@ impl Core {
             return match dm_members(room) {
                 Some((a, b)) if a == identity.user || b == identity.user => Ok(()),
                 Some(_) => Err((codes::FORBIDDEN, "a direct-message room is only for its two users".into())),
-                None => Err((
-                    codes::BAD_REQUEST,
-                    "a direct-message room is named dm:<user a>:<user b> with a < b".into(),
-                )),
+                None => {
+                    Err((codes::BAD_REQUEST, "a direct-message room is named dm:<user a>:<user b> with a < b".into()))
+                }
             };
         }
         let info = self.store.room(room).await.map_err(|e| store_refusal(&e))?;

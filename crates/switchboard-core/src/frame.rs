@@ -141,11 +141,8 @@ pub fn parse_batch(
 
 fn validate(wire: WireFrame) -> Result<Upstream, FrameError> {
     let cid = wire.cid;
-    let fail = |cid: &Option<String>, message: String| FrameError {
-        cid: cid.clone(),
-        code: codes::BAD_REQUEST,
-        message,
-    };
+    let fail =
+        |cid: &Option<String>, message: String| FrameError { cid: cid.clone(), code: codes::BAD_REQUEST, message };
     if let Some(c) = &cid {
         if c.is_empty() || c.chars().count() > MAX_CID_CHARS {
             return Err(fail(&None, format!("cid must be 1 to {MAX_CID_CHARS} characters")));
@@ -153,21 +150,14 @@ fn validate(wire: WireFrame) -> Result<Upstream, FrameError> {
     }
     let room = |cid: &Option<String>, room: Option<String>| match room {
         Some(r) if valid_room(&r) => Ok(r),
-        Some(_) => Err(fail(
-            cid,
-            format!("room must be 1 to {MAX_ROOM_CHARS} characters, none a control character"),
-        )),
+        Some(_) => Err(fail(cid, format!("room must be 1 to {MAX_ROOM_CHARS} characters, none a control character"))),
         None => Err(fail(cid, "this frame type needs a \"room\"".into())),
     };
     let data = |d: Option<Box<RawValue>>| d.unwrap_or_else(null_value);
     match wire.kind.as_deref() {
         Some("join") => Ok(Upstream::Join { room: room(&cid, wire.room)?, cid }),
         Some("leave") => Ok(Upstream::Leave { room: room(&cid, wire.room)?, cid }),
-        Some("publish") => Ok(Upstream::Publish {
-            room: room(&cid, wire.room)?,
-            data: data(wire.data),
-            cid,
-        }),
+        Some("publish") => Ok(Upstream::Publish { room: room(&cid, wire.room)?, data: data(wire.data), cid }),
         Some("echo") => Ok(Upstream::Echo { data: data(wire.data), cid }),
         Some("ack") => match wire.seq {
             Some(seq) => Ok(Upstream::Ack { seq }),
@@ -198,9 +188,7 @@ fn null_value() -> Box<RawValue> {
 
 /// Whether `room` is an acceptable room name.
 pub fn valid_room(room: &str) -> bool {
-    !room.is_empty()
-        && room.chars().count() <= MAX_ROOM_CHARS
-        && !room.chars().any(char::is_control)
+    !room.is_empty() && room.chars().count() <= MAX_ROOM_CHARS && !room.chars().any(char::is_control)
 }
 
 /// One frame on its way down to a client.
@@ -474,12 +462,7 @@ pub fn close(code: u16, reason: &str, reconnect: bool) -> Downstream {
 
 /// An unsequenced `error` frame about the attachment itself.
 pub fn attachment_error(code: u16, message: &str) -> Downstream {
-    Downstream::Control(
-        BodyWriter::new("error")
-            .number("code", code.into())
-            .string("message", message)
-            .control(),
-    )
+    Downstream::Control(BodyWriter::new("error").number("code", code.into()).string("message", message).control())
 }
 
 #[cfg(test)]
@@ -507,8 +490,7 @@ mod tests {
     fn batch_of_one_or_many() {
         let one = parse_batch(br#"{"type":"join","room":"a","cid":"1"}"#, 10, 100).unwrap();
         assert!(matches!(one[0], Ok(Upstream::Join { .. })));
-        let many = parse_batch(br#"[{"type":"ack","seq":3},{"type":"nope","cid":"x"}]"#, 10, 100)
-            .unwrap();
+        let many = parse_batch(br#"[{"type":"ack","seq":3},{"type":"nope","cid":"x"}]"#, 10, 100).unwrap();
         assert!(matches!(many[0], Ok(Upstream::Ack { seq: 3 })));
         let err = many[1].as_ref().unwrap_err();
         assert_eq!(err.cid.as_deref(), Some("x"));

@@ -37,14 +37,8 @@ pub fn push_safe(out: &mut Vec<u8>, json: &str) {
                 b'<' => out.extend_from_slice(br"\u003c"),
                 b'>' => out.extend_from_slice(br"\u003e"),
                 b'&' => out.extend_from_slice(br"\u0026"),
-                0xE2 if bytes.get(i + 1) == Some(&0x80)
-                    && matches!(bytes.get(i + 2), Some(0xA8) | Some(0xA9)) =>
-                {
-                    let escape: &[u8] = if bytes[i + 2] == 0xA8 {
-                        br"\u2028"
-                    } else {
-                        br"\u2029"
-                    };
+                0xE2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8) | Some(0xA9)) => {
+                    let escape: &[u8] = if bytes[i + 2] == 0xA8 { br"\u2028" } else { br"\u2029" };
                     out.extend_from_slice(escape);
                     i += 2;
                 }

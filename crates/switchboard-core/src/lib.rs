@@ -33,8 +33,8 @@ pub mod broker;
 pub mod codes;
 pub mod frame;
 pub mod hub;
-pub mod identity;
 pub mod id;
+pub mod identity;
 pub mod json;
 pub mod limits;
 pub mod outbox;
@@ -48,6 +48,8 @@ mod dispatch;
 #[cfg(test)]
 mod proptests;
 
-pub use crate::core::{AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM};
+pub use crate::core::{
+    AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM,
+};
 pub use crate::dispatch::{dm_members, dm_room, DM_PREFIX};
 pub use limits::SessionLimits;

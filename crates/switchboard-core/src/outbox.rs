@@ -40,14 +40,7 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox; the first frame gets seq 1.
     pub fn new(max_frames: usize, max_bytes: usize) -> Self {
-        Self {
-            frames: VecDeque::new(),
-            bytes: 0,
-            acked: 0,
-            next_seq: 1,
-            max_frames: max_frames.max(1),
-            max_bytes,
-        }
+        Self { frames: VecDeque::new(), bytes: 0, acked: 0, next_seq: 1, max_frames: max_frames.max(1), max_bytes }
     }
 
     /// Appends a frame body, returns its seq. Drops the oldest frames while
@@ -57,9 +50,7 @@ impl Outbox {
         self.next_seq += 1;
         self.bytes += body.len();
         self.frames.push_back((seq, body, Instant::now()));
-        while self.frames.len() > 1
-            && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes)
-        {
+        while self.frames.len() > 1 && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes) {
             if let Some((_, dropped, _)) = self.frames.pop_front() {
                 self.bytes -= dropped.len();
             }

@@ -85,16 +85,10 @@ fn frame_like() -> impl Strategy<Value = Value> {
 
 /// The rules every frame that `parse_batch` accepts must keep.
 fn check_accepted(frame: &Upstream, max_frame_bytes: usize) -> Result<(), TestCaseError> {
-    let room_ok = |room: &str| {
-        !room.is_empty()
-            && room.chars().count() <= MAX_ROOM_CHARS
-            && !room.chars().any(char::is_control)
-    };
+    let room_ok =
+        |room: &str| !room.is_empty() && room.chars().count() <= MAX_ROOM_CHARS && !room.chars().any(char::is_control);
     if let Some(cid) = frame.cid() {
-        prop_assert!(
-            !cid.is_empty() && cid.chars().count() <= MAX_CID_CHARS,
-            "cid {cid:?}"
-        );
+        prop_assert!(!cid.is_empty() && cid.chars().count() <= MAX_CID_CHARS, "cid {cid:?}");
     }
     match frame {
         Upstream::Join { room, .. }

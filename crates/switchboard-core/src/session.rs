@@ -96,20 +96,14 @@ impl EndReason {
     /// The `close` frame that tells the client.
     pub fn close_frame(self) -> Downstream {
         match self {
-            EndReason::Superseded => frame::close(
-                codes::SUPERSEDED,
-                "a newer connection took over this session",
-                false,
-            ),
-            // Not resumable: `reconnect` means "resume this sid".
-            EndReason::SessionEnded => frame::close(
-                codes::SESSION_NOT_FOUND,
-                "session ended; start a new session",
-                false,
-            ),
-            EndReason::ShuttingDown => {
-                frame::close(codes::SHUTTING_DOWN, "server shutting down; resume shortly", true)
+            EndReason::Superseded => {
+                frame::close(codes::SUPERSEDED, "a newer connection took over this session", false)
             }
+            // Not resumable: `reconnect` means "resume this sid".
+            EndReason::SessionEnded => {
+                frame::close(codes::SESSION_NOT_FOUND, "session ended; start a new session", false)
+            }
+            EndReason::ShuttingDown => frame::close(codes::SHUTTING_DOWN, "server shutting down; resume shortly", true),
             EndReason::Kicked => frame::close(codes::KICKED, "disconnected by the server", false),
         }
     }
@@ -144,11 +138,7 @@ impl Session {
                 shutting_down: false,
                 cids: CidWindow::new(limits.cid_window),
                 rooms: HashSet::new(),
-                buckets: [
-                    bucket(limits.rate_messages),
-                    bucket(limits.rate_typing),
-                    bucket(limits.rate_joins),
-                ],
+                buckets: [bucket(limits.rate_messages), bucket(limits.rate_typing), bucket(limits.rate_joins)],
                 held: None,
             }),
             wake: Notify::new(),
@@ -265,11 +255,7 @@ impl Session {
             state.outbox.ack(last);
             state.generation += 1;
             state.attached = true;
-            Attachment {
-                session: Arc::clone(self),
-                generation: state.generation,
-                next: state.outbox.start_after(last),
-            }
+            Attachment { session: Arc::clone(self), generation: state.generation, next: state.outbox.start_after(last) }
         };
         self.wake.notify_waiters();
         Ok(attachment)

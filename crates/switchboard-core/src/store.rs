@@ -220,14 +220,8 @@ impl Store for MemoryStore {
         if let Some(cid) = &m.cid {
             s.cids.insert((m.room.clone(), m.user.clone(), cid.clone()), id);
         }
-        let stored = Arc::new(StoredMessage {
-            room: m.room.clone(),
-            id,
-            ts: m.ts,
-            user: m.user,
-            name: m.name,
-            data: m.data,
-        });
+        let stored =
+            Arc::new(StoredMessage { room: m.room.clone(), id, ts: m.ts, user: m.user, name: m.name, data: m.data });
         let mark = s.reads.entry((stored.user.clone(), m.room.clone())).or_insert(0);
         *mark = (*mark).max(id);
         s.messages.entry(m.room).or_default().insert(id, Arc::clone(&stored));
@@ -306,7 +300,8 @@ impl Store for MemoryStore {
 
     fn user_rooms(&self, user: &str) -> StoreFuture<'_, Vec<String>> {
         let s = self.state.lock();
-        let mut rooms: Vec<String> = s.members.iter().filter(|(_, m)| m.contains(user)).map(|(r, _)| r.clone()).collect();
+        let mut rooms: Vec<String> =
+            s.members.iter().filter(|(_, m)| m.contains(user)).map(|(r, _)| r.clone()).collect();
         rooms.sort();
         ready(rooms)
     }

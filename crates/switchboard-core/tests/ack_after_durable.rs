@@ -79,7 +79,8 @@ async fn retry_from_a_new_session_is_stored_once() {
     let store = Arc::new(MemoryStore::new());
     let core = Core::with_options(CoreOptions { store: store.clone(), ..CoreOptions::default() });
     let first = user(&core, "alice").await;
-    send(&core, &first, r#"[{"type":"join","room":"r","cid":"j"},{"type":"publish","room":"r","data":1,"cid":"m"}]"#).await;
+    send(&core, &first, r#"[{"type":"join","room":"r","cid":"j"},{"type":"publish","room":"r","data":1,"cid":"m"}]"#)
+        .await;
     let mut second = user(&core, "alice").await;
     frames(&mut second);
     send(&core, &second, r#"{"type":"publish","room":"r","data":1,"cid":"m"}"#).await;

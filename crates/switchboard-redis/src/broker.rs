@@ -106,7 +106,11 @@ impl RedisBroker {
         Ok(nodes.into_iter().collect())
     }
 
-    fn spawn(&self, what: &'static str, job: impl std::future::Future<Output = redis::RedisResult<()>> + Send + 'static) {
+    fn spawn(
+        &self,
+        what: &'static str,
+        job: impl std::future::Future<Output = redis::RedisResult<()>> + Send + 'static,
+    ) {
         tokio::spawn(async move {
             if let Err(e) = job.await {
                 tracing::warn!(error = %e, what, "redis broker call failed");
@@ -255,7 +259,8 @@ async fn read_events(broker: std::sync::Weak<RedisBroker>) {
         }
     };
     let mut last = loop {
-        let newest: redis::RedisResult<redis::streams::StreamRangeReply> = conn.xrevrange_count(&key, "+", "-", 1).await;
+        let newest: redis::RedisResult<redis::streams::StreamRangeReply> =
+            conn.xrevrange_count(&key, "+", "-", 1).await;
         match newest {
             Ok(reply) => break reply.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
             Err(e) => {
@@ -360,7 +365,15 @@ async fn beat(broker: &RedisBroker, may_reap: bool) -> redis::RedisResult<()> {
                 let user = &field[prefix.len()..];
                 if !still_here.contains(user) {
                     let null = RawValue::from_string("null".into()).expect("null");
-                    broker.append_event(Publication::event(Kind::PresenceLeave, room.as_str(), "", user, name.as_str(), 0, null));
+                    broker.append_event(Publication::event(
+                        Kind::PresenceLeave,
+                        room.as_str(),
+                        "",
+                        user,
+                        name.as_str(),
+                        0,
+                        null,
+                    ));
                 }
             }
         }

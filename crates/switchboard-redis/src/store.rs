@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::AsyncCommands;
-use tokio::sync::mpsc;
 use serde_json::value::RawValue;
 use switchboard_core::store::{
     now_ms, AppendDone, Appended, HistoryQuery, NewMessage, Retention, RoomInfo, Store, StoreError, StoreFuture,
     StoredMessage,
 };
+use tokio::sync::mpsc;
 
 use crate::RedisBackend;
 
@@ -294,7 +294,12 @@ impl Store for RedisStore {
             for room in rooms {
                 let key = backend.key(&["hist", &room]);
                 let before: u64 = conn.xlen(&key).await?;
-                let _: u64 = redis::cmd("XTRIM").arg(&key).arg("MAXLEN").arg(retention.max_messages).query_async(&mut conn).await?;
+                let _: u64 = redis::cmd("XTRIM")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg(retention.max_messages)
+                    .query_async(&mut conn)
+                    .await?;
                 loop {
                     let page: redis::streams::StreamRangeReply = conn.xrange_count(&key, "-", "+", 100).await?;
                     let old: Vec<String> = page

@@ -52,9 +52,7 @@ pub struct Totals {
 impl Totals {
     /// Clients that are open, failed or done.
     pub fn settled(&self) -> u64 {
-        self.open.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.finished.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed) + self.finished.load(Ordering::Relaxed)
     }
 
     /// A progress line.
@@ -76,11 +74,7 @@ impl Totals {
     /// The totals as JSON, with ack latency percentiles in milliseconds.
     pub fn summary(&self) -> Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut acks = self
-            .ack_micros
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
+        let mut acks = self.ack_micros.lock().map(|v| v.clone()).unwrap_or_default();
         acks.sort_unstable();
         let at = |q: f64| {
             acks.get(((acks.len() as f64 - 1.0) * q).round().max(0.0) as usize)
@@ -108,11 +102,7 @@ impl Totals {
     }
 }
 
-async fn connect(
-    server: SocketAddr,
-    source: Ipv4Addr,
-    name: &str,
-) -> anyhow::Result<WebSocketStream<TcpStream>> {
+async fn connect(server: SocketAddr, source: Ipv4Addr, name: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
     let socket = TcpSocket::new_v4()?;
     socket.bind((source, 0).into())?;
     let stream = socket.connect(server).await?;
@@ -131,21 +121,18 @@ pub async fn run(
     room: String,
     first_publish: Duration,
 ) {
-    let mut ws =
-        match tokio::time::timeout(Duration::from_secs(30), connect(plan.server, source, &name))
-            .await
-        {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                eprintln!("{name}: {e:#}");
-                totals.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(_) => {
-                totals.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
+    let mut ws = match tokio::time::timeout(Duration::from_secs(30), connect(plan.server, source, &name)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            eprintln!("{name}: {e:#}");
+            totals.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Err(_) => {
+            totals.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
     totals.open.fetch_add(1, Ordering::Relaxed);
     let mut stop = plan.stop.subscribe();
     let join = json!({"type":"join","room":room,"cid":"join"}).to_string();

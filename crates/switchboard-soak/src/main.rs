@@ -29,11 +29,7 @@ use crate::client::{Plan, Totals};
 
 /// One soak generator process.
 #[derive(Parser, Debug)]
-#[command(
-    name = "switchboard-soak",
-    version,
-    about = "Soak generator for Switchboard (see bench/soak.sh)"
-)]
+#[command(name = "switchboard-soak", version, about = "Soak generator for Switchboard (see bench/soak.sh)")]
 struct Args {
     /// Server address (IPv4 and port).
     #[arg(long, default_value = "127.0.0.1:7070")]
@@ -66,9 +62,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(args))
 }
 
@@ -82,9 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let started = Instant::now();
     let mut clients = Vec::with_capacity(args.clients);
-    let mut ramp = tokio::time::interval(Duration::from_secs_f64(
-        1.0 / f64::from(args.connect_rate.max(1)),
-    ));
+    let mut ramp = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.connect_rate.max(1))));
     for i in 0..args.clients {
         ramp.tick().await;
         let source = args.sources[i % args.sources.len()];
@@ -115,12 +107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let holding = Instant::now();
     while holding.elapsed() < hold {
         tokio::time::sleep((hold - holding.elapsed()).min(Duration::from_secs(30))).await;
-        eprintln!(
-            "soak {}: {:.0} s: {}",
-            args.id,
-            holding.elapsed().as_secs_f64(),
-            totals.line()
-        );
+        eprintln!("soak {}: {:.0} s: {}", args.id, holding.elapsed().as_secs_f64(), totals.line());
     }
     // Everyone leaves.
     let _ = plan.stop.send(true);

@@ -106,9 +106,7 @@ pub fn decode(body: &Bytes, offset: Option<u64>) -> Option<Decoded> {
     let mut at = 5 + text_len;
     while at < body.len() {
         let len = read_u32(body, at)?;
-        packets.push(Outgoing::Binary(
-            body.slice(at + 4..(at + 4 + len).min(body.len())),
-        ));
+        packets.push(Outgoing::Binary(body.slice(at + 4..(at + 4 + len).min(body.len()))));
         at += 4 + len;
     }
     Some(Decoded { tag, packets })
@@ -121,11 +119,7 @@ fn read_u32(body: &Bytes, at: usize) -> Option<usize> {
 
 /// An event's text with its final `]` left off (the `e` form).
 pub fn open_event(namespace: &str, attachments: usize, array: &str) -> String {
-    let kind = if attachments > 0 {
-        PacketType::BinaryEvent
-    } else {
-        PacketType::Event
-    };
+    let kind = if attachments > 0 { PacketType::BinaryEvent } else { PacketType::Event };
     let mut text = packet::encode(kind, namespace, None, attachments, Some(array));
     text.pop();
     text
@@ -170,11 +164,7 @@ struct Envelope<'a> {
 /// The data published for event `event` with `args` and binary
 /// `attachments`: the bare argument for a one-argument `message` without
 /// binary, else the envelope `{"event","args","attachments"}`.
-pub fn publication_data(
-    event: &str,
-    args: &[serde_json::Value],
-    attachments: &[Bytes],
-) -> Box<RawValue> {
+pub fn publication_data(event: &str, args: &[serde_json::Value], attachments: &[Bytes]) -> Box<RawValue> {
     let text = if event == MESSAGE_EVENT && args.len() == 1 && attachments.is_empty() {
         args[0].to_string()
     } else {
@@ -208,14 +198,9 @@ impl Encoder for SocketIoEncoder {
         let namespace = namespace_of(&p.room);
         if let Ok(envelope) = serde_json::from_str::<Envelope>(p.data.get()) {
             let b64 = base64::engine::general_purpose::STANDARD;
-            let binary: Result<Vec<Bytes>, _> = envelope
-                .attachments
-                .iter()
-                .map(|a| b64.decode(a).map(Bytes::from))
-                .collect();
-            if let (Ok(binary), false) =
-                (binary, RESERVED_EVENTS.contains(&envelope.event.as_str()))
-            {
+            let binary: Result<Vec<Bytes>, _> =
+                envelope.attachments.iter().map(|a| b64.decode(a).map(Bytes::from)).collect();
+            if let (Ok(binary), false) = (binary, RESERVED_EVENTS.contains(&envelope.event.as_str())) {
                 let mut array = String::from("[");
                 let mut name = Vec::new();
                 switchboard_core::json::push_string(&mut name, &envelope.event);
@@ -225,11 +210,7 @@ impl Encoder for SocketIoEncoder {
                     array.push_str(&minified(arg.get()));
                 }
                 array.push(']');
-                return body(
-                    Tag::Event,
-                    &open_event(namespace, binary.len(), &array),
-                    &binary,
-                );
+                return body(Tag::Event, &open_event(namespace, binary.len(), &array), &binary);
             }
         }
         let array = format!("[\"{MESSAGE_EVENT}\",{}]", minified(p.data.get()));
@@ -266,11 +247,7 @@ mod tests {
 
     #[test]
     fn attachments_follow_the_text() {
-        let b = body(
-            Tag::Event,
-            &open_event("/", 2, "[\"b\",{},{}]"),
-            &[Bytes::from_static(b"12"), Bytes::new()],
-        );
+        let b = body(Tag::Event, &open_event("/", 2, "[\"b\",{},{}]"), &[Bytes::from_static(b"12"), Bytes::new()]);
         let d = decode(&b, Some(1)).unwrap();
         assert_eq!(text(&d), "452-[\"b\",{},{},\"1\"]");
         assert_eq!(d.packets[1], Outgoing::Binary(Bytes::from_static(b"12")));
@@ -304,19 +281,12 @@ mod tests {
 
         let data = publication_data("news", &[serde_json::json!(1), serde_json::json!("a")], &[]);
         let p = Publication::new("lobby", "x", data);
-        assert_eq!(
-            text(&decode(&SocketIoEncoder.encode(&p), None).unwrap()),
-            "42[\"news\",1,\"a\"]"
-        );
+        assert_eq!(text(&decode(&SocketIoEncoder.encode(&p), None).unwrap()), "42[\"news\",1,\"a\"]");
 
         let data = publication_data("message", &[serde_json::json!(5)], &[]);
         assert_eq!(data.get(), "5");
 
-        let data = publication_data(
-            "bin",
-            &[Payload::placeholder(0)],
-            &[Bytes::from_static(&[1, 2])],
-        );
+        let data = publication_data("bin", &[Payload::placeholder(0)], &[Bytes::from_static(&[1, 2])]);
         let p = Publication::new("lobby", "x", data);
         let d = decode(&SocketIoEncoder.encode(&p), None).unwrap();
         assert_eq!(text(&d), "451-[\"bin\",{\"_placeholder\":true,\"num\":0}]");

@@ -47,12 +47,10 @@ fn room_arg(payload: &Payload) -> Option<&str> {
 /// Registers the built-in events on `namespace`.
 pub fn install_events(namespace: &Namespace) {
     namespace.on("join", join);
-    namespace.on("leave", |socket, payload, ack| {
-        match room_arg(&payload).map(|r| socket.leave(r)) {
-            Some(Ok(())) => answer(ack, json!({ "ok": true })),
-            Some(Err(e)) => refuse(ack, &e.to_string()),
-            None => refuse(ack, "leave takes the room name"),
-        }
+    namespace.on("leave", |socket, payload, ack| match room_arg(&payload).map(|r| socket.leave(r)) {
+        Some(Ok(())) => answer(ack, json!({ "ok": true })),
+        Some(Err(e)) => refuse(ack, &e.to_string()),
+        None => refuse(ack, "leave takes the room name"),
     });
     namespace.on("publish", publish);
     namespace.on("broadcast", broadcast);
@@ -87,10 +85,7 @@ fn join(socket: &Arc<Socket>, payload: Payload, ack: Option<AckSender>) {
         return refuse(ack, "too many joins; slow down");
     }
     if core_room.starts_with(DM_PREFIX) {
-        return refuse(
-            ack,
-            "direct-message rooms are not open to socket.io clients",
-        );
+        return refuse(ack, "direct-message rooms are not open to socket.io clients");
     }
     let socket = Arc::clone(socket);
     tokio::spawn(async move {
@@ -110,10 +105,9 @@ fn join(socket: &Arc<Socket>, payload: Payload, ack: Option<AckSender>) {
 /// is durable. Every member receives it (socket.io members as `message`).
 fn publish(socket: &Arc<Socket>, payload: Payload, ack: Option<AckSender>) {
     let arg = payload.args.first();
-    let (Some(room), Some(data)) = (
-        arg.and_then(|a| a.get("room")).and_then(Value::as_str),
-        arg.and_then(|a| a.get("data")),
-    ) else {
+    let (Some(room), Some(data)) =
+        (arg.and_then(|a| a.get("room")).and_then(Value::as_str), arg.and_then(|a| a.get("data")))
+    else {
         return refuse(ack, "publish takes {room, data}");
     };
     let Ok(core_room) = socket.core_room(room) else {
@@ -159,25 +153,15 @@ fn publish(socket: &Arc<Socket>, payload: Payload, ack: Option<AckSender>) {
 /// included) to every member of a joined room.
 fn broadcast(socket: &Arc<Socket>, mut payload: Payload, ack: Option<AckSender>) {
     if payload.args.len() < 2 {
-        return refuse(
-            ack,
-            "broadcast takes the room, the event name, then its arguments",
-        );
+        return refuse(ack, "broadcast takes the room, the event name, then its arguments");
     }
-    let (Some(room), Some(event)) = (
-        payload.args[0].as_str().map(str::to_owned),
-        payload.args[1].as_str().map(str::to_owned),
-    ) else {
-        return refuse(
-            ack,
-            "broadcast takes the room, the event name, then its arguments",
-        );
+    let (Some(room), Some(event)) =
+        (payload.args[0].as_str().map(str::to_owned), payload.args[1].as_str().map(str::to_owned))
+    else {
+        return refuse(ack, "broadcast takes the room, the event name, then its arguments");
     };
     if !socket.in_room(&room) {
-        return refuse(
-            ack,
-            &format!("join room {room:?} before broadcasting to it"),
-        );
+        return refuse(ack, &format!("join room {room:?} before broadcasting to it"));
     }
     if !socket.session().allow(Rate::Messages) {
         return refuse(ack, "too many messages; slow down");

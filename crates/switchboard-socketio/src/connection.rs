@@ -262,11 +262,7 @@ impl Connection {
 
     /// Unregisters the socket of `namespace` when it is `socket` (or any
     /// socket when `socket` is `None`); returns it.
-    pub fn remove_socket(
-        &self,
-        namespace: &str,
-        socket: Option<&Arc<Socket>>,
-    ) -> Option<Arc<Socket>> {
+    pub fn remove_socket(&self, namespace: &str, socket: Option<&Arc<Socket>>) -> Option<Arc<Socket>> {
         let mut state = self.state.lock();
         match (state.sockets.get(namespace), socket) {
             (Some(current), Some(expected)) if !Arc::ptr_eq(current, expected) => None,

@@ -61,11 +61,7 @@ enum Event {
 }
 
 /// Runs the connection until it closes.
-pub async fn run(
-    inner: Arc<Inner>,
-    conn: Arc<Connection>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
+pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let config = &inner.config;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut links: Vec<Link> = Vec::new();
@@ -89,10 +85,7 @@ pub async fn run(
                 links.push(link);
             }
             Event::Command(Command::Remove(namespace)) => {
-                if let Some(i) = links
-                    .iter()
-                    .position(|l| l.socket.namespace().name() == namespace)
-                {
+                if let Some(i) = links.iter().position(|l| l.socket.namespace().name() == namespace) {
                     let link = links.swap_remove(i);
                     end_socket(&inner, &conn, link, "client namespace disconnect").await;
                 }
@@ -136,10 +129,7 @@ pub async fn run(
             }
             Event::Ping => {
                 conn.send([Outgoing::text(kind::PING, "")]);
-                proven = links
-                    .iter()
-                    .map(|l| (Arc::clone(l.attachment.session()), l.forwarded))
-                    .collect();
+                proven = links.iter().map(|l| (Arc::clone(l.attachment.session()), l.forwarded)).collect();
                 pong_deadline = Some(Instant::now() + config.ping_timeout);
             }
             Event::PingTimeout => conn.close(CloseReason::PingTimeout),
@@ -172,9 +162,10 @@ async fn next_batch(links: &mut [Link]) -> (usize, Result<Vec<Downstream>, EndRe
     if links.is_empty() {
         return pending().await;
     }
-    let futures = links.iter_mut().enumerate().map(|(i, link)| {
-        Box::pin(async move { (i, link.attachment.next_batch(MAX_FRAMES_PER_STEP).await) })
-    });
+    let futures = links
+        .iter_mut()
+        .enumerate()
+        .map(|(i, link)| Box::pin(async move { (i, link.attachment.next_batch(MAX_FRAMES_PER_STEP).await) }));
     futures_util::future::select_all(futures).await.0
 }
 
@@ -185,8 +176,7 @@ fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downst
         match frame {
             Downstream::Sequenced { seq, body } => {
                 link.forwarded = seq;
-                let Some(decoded) = body::decode(&body, inner.config.recovery.then_some(seq))
-                else {
+                let Some(decoded) = body::decode(&body, inner.config.recovery.then_some(seq)) else {
                     continue;
                 };
                 conn.send(decoded.packets);
@@ -210,9 +200,7 @@ fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downst
 
 /// Ends a socket for good: unregistered, session ended, handlers told.
 async fn end_socket(inner: &Inner, conn: &Connection, link: Link, reason: &str) {
-    let Link {
-        socket, attachment, ..
-    } = link;
+    let Link { socket, attachment, .. } = link;
     drop(attachment);
     conn.remove_socket(socket.namespace().name(), Some(&socket));
     inner.core.end_session(socket.session().id()).await;

@@ -68,13 +68,8 @@ impl EngineError {
 
     /// The response: `{"code":N,"message":"..."}`.
     pub fn response(self) -> Response<Body> {
-        let status = if self == EngineError::Forbidden {
-            StatusCode::FORBIDDEN
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let body =
-            serde_json::json!({ "code": self.code(), "message": self.message() }).to_string();
+        let status = if self == EngineError::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        let body = serde_json::json!({ "code": self.code(), "message": self.message() }).to_string();
         response::complete(status, "application/json", body)
     }
 }
@@ -114,9 +109,7 @@ impl Inner {
         let sid = id.to_string();
         let (commands, receiver) = mpsc::unbounded_channel();
         let conn = Connection::new(sid.clone(), mode, commands);
-        self.connections
-            .write()
-            .insert(sid.clone(), Arc::clone(&conn));
+        self.connections.write().insert(sid.clone(), Arc::clone(&conn));
         self.core.broker().session_created(id).await;
         let span = tracing::debug_span!("socketio", sid = %&sid[..8]);
         tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), receiver).instrument(span));
@@ -183,10 +176,7 @@ impl SocketIo {
         });
         let io = Self { inner };
         // The default namespace always exists, as in socket.io.
-        io.inner
-            .namespaces
-            .write()
-            .insert("/".into(), Namespace::new("/".into(), core, recovery));
+        io.inner.namespaces.write().insert("/".into(), Namespace::new("/".into(), core, recovery));
         io
     }
 
@@ -201,11 +191,7 @@ impl SocketIo {
         }
         let mut namespaces = self.inner.namespaces.write();
         let ns = namespaces.entry(name.to_owned()).or_insert_with(|| {
-            Namespace::new(
-                name.to_owned(),
-                Arc::clone(&self.inner.core),
-                self.inner.config.recovery,
-            )
+            Namespace::new(name.to_owned(), Arc::clone(&self.inner.core), self.inner.config.recovery)
         });
         Ok(Arc::clone(ns))
     }
@@ -228,8 +214,7 @@ impl SocketIo {
     /// Whether this endpoint answers `path`.
     pub fn owns(&self, path: &str) -> bool {
         let prefix = &self.inner.config.path;
-        self.inner.config.enabled
-            && (path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/'))
+        self.inner.config.enabled && (path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/'))
     }
 
     /// Answers one request to the endpoint's path.
@@ -301,11 +286,7 @@ impl SocketIo {
                 };
             }
             if inner.core.is_shutting_down() {
-                return response::complete(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "shutting down",
-                );
+                return response::complete(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down");
             }
             let conn = inner.open(Mode::Polling).await;
             let mut open = Vec::from(b"0".as_slice());

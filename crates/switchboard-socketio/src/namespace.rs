@@ -41,10 +41,7 @@ pub struct ConnectError {
 impl ConnectError {
     /// An error with a message only.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            data: None,
-        }
+        Self { message: message.into(), data: None }
     }
 
     /// The JSON of the CONNECT_ERROR packet.
@@ -70,9 +67,7 @@ pub struct Namespace {
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Namespace").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -105,10 +100,7 @@ impl Namespace {
 
     /// Sets the check every CONNECT's auth payload must pass (it replaces
     /// the previous one).
-    pub fn authorize(
-        &self,
-        guard: impl Fn(&Value) -> Result<(), ConnectError> + Send + Sync + 'static,
-    ) -> &Self {
+    pub fn authorize(&self, guard: impl Fn(&Value) -> Result<(), ConnectError> + Send + Sync + 'static) -> &Self {
         *self.guard.write() = Some(Arc::new(guard));
         self
     }
@@ -120,10 +112,7 @@ impl Namespace {
     }
 
     /// Adds a handler called when a socket disconnects.
-    pub fn on_disconnect(
-        &self,
-        handler: impl Fn(&Arc<Socket>, &str) + Send + Sync + 'static,
-    ) -> &Self {
+    pub fn on_disconnect(&self, handler: impl Fn(&Arc<Socket>, &str) + Send + Sync + 'static) -> &Self {
         self.on_disconnect.write().push(Arc::new(handler));
         self
     }
@@ -134,9 +123,7 @@ impl Namespace {
         event: &str,
         handler: impl Fn(&Arc<Socket>, Payload, Option<AckSender>) + Send + Sync + 'static,
     ) -> &Self {
-        self.events
-            .write()
-            .insert(event.to_owned(), Arc::new(handler));
+        self.events.write().insert(event.to_owned(), Arc::new(handler));
         self
     }
 
@@ -150,18 +137,14 @@ impl Namespace {
     /// sockets, and the native and SockJS sessions in the same core room
     /// (see `docs/socketio.md` for the mapping).
     pub fn to(&self, room: &str) -> Broadcast<'_> {
-        Broadcast {
-            namespace: self,
-            core_room: body::core_room(&self.name, room),
-        }
+        Broadcast { namespace: self, core_room: body::core_room(&self.name, room) }
     }
 
     fn broadcast(&self, core_room: &str, event: &str, payload: Payload) -> usize {
         let data = body::publication_data(event, &payload.args, &payload.binary);
         // Delivery is asynchronous across nodes: report the local members.
         let local = self.core.hub().member_count(core_room);
-        self.core
-            .publish(Publication::new(core_room, "server", data));
+        self.core.publish(Publication::new(core_room, "server", data));
         local
     }
 
@@ -184,13 +167,7 @@ impl Namespace {
         }
     }
 
-    pub(crate) fn dispatch(
-        &self,
-        socket: &Arc<Socket>,
-        event: &str,
-        payload: Payload,
-        ack: Option<AckSender>,
-    ) {
+    pub(crate) fn dispatch(&self, socket: &Arc<Socket>, event: &str, payload: Payload, ack: Option<AckSender>) {
         let handler = self.events.read().get(event).cloned();
         match handler {
             Some(h) => h(socket, payload, ack),

@@ -83,15 +83,9 @@ pub async fn post(inner: &Arc<Inner>, conn: &Arc<Connection>, body: Incoming) ->
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             conn.close(CloseReason::TransportError);
-            let message =
-                format!("payload over maxPayload ({max} bytes); the connection is closed");
-            let body =
-                serde_json::json!({ "code": EngineError::BadRequest.code(), "message": message });
-            return response::complete(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "application/json",
-                body.to_string(),
-            );
+            let message = format!("payload over maxPayload ({max} bytes); the connection is closed");
+            let body = serde_json::json!({ "code": EngineError::BadRequest.code(), "message": message });
+            return response::complete(StatusCode::PAYLOAD_TOO_LARGE, "application/json", body.to_string());
         }
         Err(_) => return EngineError::BadRequest.response(),
     };

@@ -24,9 +24,7 @@ pub type AckCallback = Box<dyn FnOnce(Payload) + Send>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
     /// The name is empty, too long or has control characters.
-    #[error(
-        "room names are 1 to 128 characters, none a control character (namespace prefix included)"
-    )]
+    #[error("room names are 1 to 128 characters, none a control character (namespace prefix included)")]
     InvalidName,
 }
 
@@ -56,19 +54,8 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(
-        namespace: Arc<Namespace>,
-        session: Arc<Session>,
-        auth: Value,
-        recovered: bool,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            namespace,
-            session,
-            auth,
-            recovered,
-            acks: Mutex::default(),
-        })
+    pub(crate) fn new(namespace: Arc<Namespace>, session: Arc<Session>, auth: Value, recovered: bool) -> Arc<Self> {
+        Arc::new(Self { namespace, session, auth, recovered, acks: Mutex::default() })
     }
 
     /// The socket id the client sees (`socket.id`): the public id of its
@@ -102,9 +89,7 @@ impl Socket {
     pub fn emit(&self, event: &str, payload: Payload) -> bool {
         let array = packet::event_array(event, &payload.args);
         let text = body::open_event(self.namespace.name(), payload.binary.len(), &array);
-        self.session
-            .push(body::body(Tag::Event, &text, &payload.binary))
-            .is_some()
+        self.session.push(body::body(Tag::Event, &text, &payload.binary)).is_some()
     }
 
     /// Emits an event that asks for an acknowledgement; `callback` gets the
@@ -125,19 +110,9 @@ impl Socket {
             }
             id
         };
-        let kind = if payload.binary.is_empty() {
-            PacketType::Event
-        } else {
-            PacketType::BinaryEvent
-        };
+        let kind = if payload.binary.is_empty() { PacketType::Event } else { PacketType::BinaryEvent };
         let array = packet::event_array(event, &payload.args);
-        let text = packet::encode(
-            kind,
-            self.namespace.name(),
-            Some(id),
-            payload.binary.len(),
-            Some(&array),
-        );
+        let text = packet::encode(kind, self.namespace.name(), Some(id), payload.binary.len(), Some(&array));
         self.push(Tag::Plain, &text, &payload.binary)
     }
 
@@ -157,8 +132,7 @@ impl Socket {
 
     /// Whether the socket is in a room.
     pub fn in_room(&self, room: &str) -> bool {
-        self.session
-            .in_room(&body::core_room(self.namespace.name(), room))
+        self.session.in_room(&body::core_room(self.namespace.name(), room))
     }
 
     /// Emits to a room of this socket's namespace (this socket included, if
@@ -206,19 +180,10 @@ impl AckSender {
 
     /// Sends the acknowledgement with these arguments.
     pub fn send(self, payload: Payload) -> bool {
-        let kind = if payload.binary.is_empty() {
-            PacketType::Ack
-        } else {
-            PacketType::BinaryAck
-        };
+        let kind = if payload.binary.is_empty() { PacketType::Ack } else { PacketType::BinaryAck };
         let array = Value::Array(payload.args).to_string();
-        let text = packet::encode(
-            kind,
-            self.socket.namespace.name(),
-            Some(self.id),
-            payload.binary.len(),
-            Some(&array),
-        );
+        let text =
+            packet::encode(kind, self.socket.namespace.name(), Some(self.id), payload.binary.len(), Some(&array));
         self.socket.push(Tag::Plain, &text, &payload.binary)
     }
 }

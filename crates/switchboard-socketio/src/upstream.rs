@@ -28,11 +28,7 @@ pub struct Partial {
 
 /// Handles one engine.io packet; `Err` means the client broke the protocol
 /// and the connection must close.
-pub fn handle(
-    inner: &Arc<Inner>,
-    conn: &Arc<Connection>,
-    incoming: Incoming,
-) -> Result<(), PacketError> {
+pub fn handle(inner: &Arc<Inner>, conn: &Arc<Connection>, incoming: Incoming) -> Result<(), PacketError> {
     match incoming {
         Incoming::Close => conn.close(CloseReason::ClientClose),
         Incoming::Ping(data) => conn.send([Outgoing::text(kind::PONG, &data)]),
@@ -40,9 +36,7 @@ pub fn handle(
         Incoming::Upgrade | Incoming::Noop => {}
         Incoming::Message(text) => {
             if conn.with_partial(|p| p.is_some()) {
-                return Err(PacketError(
-                    "text packet while binary attachments were expected",
-                ));
+                return Err(PacketError("text packet while binary attachments were expected"));
             }
             let packet = packet::decode(&text)?;
             if !conn.allows_packet(packet.kind == PacketType::Connect) {
@@ -57,19 +51,13 @@ pub fn handle(
         }
         Incoming::Binary(bytes) => {
             let outcome = conn.with_partial(|slot| {
-                let partial = slot
-                    .as_mut()
-                    .ok_or(PacketError("binary data without a binary packet"))?;
+                let partial = slot.as_mut().ok_or(PacketError("binary data without a binary packet"))?;
                 partial.binary.push(bytes);
                 let complete = partial.binary.len() == partial.packet.attachments;
                 Ok(if complete { slot.take() } else { None })
             })?;
             if let Some(Partial { packet, binary }) = outcome {
-                if !packet
-                    .data
-                    .as_ref()
-                    .is_some_and(|d| packet::placeholders_valid(d, binary.len()))
-                {
+                if !packet.data.as_ref().is_some_and(|d| packet::placeholders_valid(d, binary.len())) {
                     return Err(PacketError("illegal attachments"));
                 }
                 dispatch(inner, conn, packet, binary);
@@ -80,13 +68,7 @@ pub fn handle(
 }
 
 fn dispatch(inner: &Arc<Inner>, conn: &Arc<Connection>, packet: Packet, binary: Vec<Bytes>) {
-    let Packet {
-        kind,
-        namespace,
-        id,
-        data,
-        ..
-    } = packet;
+    let Packet { kind, namespace, id, data, .. } = packet;
     match kind {
         PacketType::Connect => connect(inner, conn, &namespace, data),
         PacketType::Disconnect => {
@@ -95,8 +77,7 @@ fn dispatch(inner: &Arc<Inner>, conn: &Arc<Connection>, packet: Packet, binary: 
             }
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            let (Some(socket), Some(Value::Array(mut args))) = (conn.socket(&namespace), data)
-            else {
+            let (Some(socket), Some(Value::Array(mut args))) = (conn.socket(&namespace), data) else {
                 return;
             };
             let name = match args.remove(0) {
@@ -104,14 +85,10 @@ fn dispatch(inner: &Arc<Inner>, conn: &Arc<Connection>, packet: Packet, binary: 
                 other => other.to_string(),
             };
             let ack = id.map(|id| AckSender::new(Arc::clone(&socket), id));
-            socket
-                .namespace()
-                .dispatch(&socket, &name, Payload::with_binary(args, binary), ack);
+            socket.namespace().dispatch(&socket, &name, Payload::with_binary(args, binary), ack);
         }
         PacketType::Ack | PacketType::BinaryAck => {
-            let (Some(socket), Some(Value::Array(args)), Some(id)) =
-                (conn.socket(&namespace), data, id)
-            else {
+            let (Some(socket), Some(Value::Array(args)), Some(id)) = (conn.socket(&namespace), data, id) else {
                 return;
             };
             if let Some(callback) = socket.take_ack(id) {
@@ -123,13 +100,7 @@ fn dispatch(inner: &Arc<Inner>, conn: &Arc<Connection>, packet: Packet, binary: 
 }
 
 fn connect_error(conn: &Connection, namespace: &str, error: &ConnectError) {
-    let text = packet::encode(
-        PacketType::ConnectError,
-        namespace,
-        None,
-        0,
-        Some(&error.to_json()),
-    );
+    let text = packet::encode(PacketType::ConnectError, namespace, None, 0, Some(&error.to_json()));
     conn.send([Outgoing::text(kind::MESSAGE, &text)]);
 }
 
@@ -147,19 +118,10 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
     let token = auth.get("token").and_then(Value::as_str).map(str::to_owned);
     let nickname = auth.get("name").and_then(Value::as_str).map(str::to_owned);
     let presented = token.is_some() || nickname.is_some();
-    let credentials = Credentials {
-        token,
-        name: nickname,
-    };
-    let refused = |e: AuthError| ConnectError {
-        message: e.0,
-        data: Some(serde_json::json!({ "code": AuthError::CODE })),
-    };
-    let mut resumed = if namespace.recovery() {
-        recover(inner, &namespace, &auth)
-    } else {
-        None
-    };
+    let credentials = Credentials { token, name: nickname };
+    let refused =
+        |e: AuthError| ConnectError { message: e.0, data: Some(serde_json::json!({ "code": AuthError::CODE })) };
+    let mut resumed = if namespace.recovery() { recover(inner, &namespace, &auth) } else { None };
     if let Some((session, ..)) = &resumed {
         // The pid is the secret; credentials, when sent again, must be the
         // same user's.
@@ -185,25 +147,16 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
                 };
                 return connect_error(conn, name, &full);
             }
-            let session = inner
-                .core
-                .create_session_for(identity, Arc::clone(&inner.encoder));
+            let session = inner.core.create_session_for(identity, Arc::clone(&inner.encoder));
             inner.core.join_quiet(&session, &body::all_room(name));
-            inner
-                .core
-                .join_quiet(&session, &body::core_room(name, session.public_id()));
+            inner.core.join_quiet(&session, &body::core_room(name, session.public_id()));
             let Ok(attachment) = session.attach(0) else {
                 return connect_error(conn, name, &ConnectError::new("server shutting down"));
             };
             (session, attachment, Vec::new(), false)
         }
     };
-    let socket = Socket::new(
-        Arc::clone(&namespace),
-        Arc::clone(&session),
-        auth,
-        recovered,
-    );
+    let socket = Socket::new(Arc::clone(&namespace), Arc::clone(&session), auth, recovered);
     if !conn.add_socket(name, Arc::clone(&socket)) {
         return;
     }
@@ -221,11 +174,7 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
         forwarded = seq;
     }
     tracing::debug!(sid = %conn.sid(), namespace = name, socket = socket.id(), recovered, "socket connected");
-    conn.command(Command::Add(Link {
-        socket: Arc::clone(&socket),
-        attachment,
-        forwarded,
-    }));
+    conn.command(Command::Add(Link { socket: Arc::clone(&socket), attachment, forwarded }));
     namespace.connected(&socket);
 }
 
@@ -235,11 +184,7 @@ type Replay = Vec<(u64, Vec<Outgoing>)>;
 /// after `auth.offset`, with the events it missed. `None` when it cannot be
 /// recovered exactly (unknown or expired, another namespace, or events
 /// dropped by an outbox overflow); the client then gets a new socket.
-fn recover(
-    inner: &Inner,
-    namespace: &Namespace,
-    auth: &Value,
-) -> Option<(Arc<Session>, Attachment, Replay)> {
+fn recover(inner: &Inner, namespace: &Namespace, auth: &Value) -> Option<(Arc<Session>, Attachment, Replay)> {
     let pid = auth.get("pid")?.as_str()?;
     let offset: u64 = auth.get("offset")?.as_str()?.parse().ok()?;
     let session = inner.core.session(pid)?;
@@ -254,9 +199,7 @@ fn recover(
                 Downstream::Sequenced { seq, body } => {
                     // Only events are replayed, as socket.io does: acks and
                     // events waiting for an ack belonged to the old link.
-                    if let Some(decoded) =
-                        body::decode(&body, Some(seq)).filter(|d| d.tag == Tag::Event)
-                    {
+                    if let Some(decoded) = body::decode(&body, Some(seq)).filter(|d| d.tag == Tag::Event) {
                         replay.push((seq, decoded.packets));
                     }
                 }
@@ -333,10 +276,7 @@ mod tests {
     async fn unknown_namespace_gets_connect_error() {
         let (io, conn) = setup().await;
         send(&io, &conn, "0/random");
-        assert_eq!(
-            next(&conn, 1).await,
-            vec!["44/random,{\"message\":\"Invalid namespace\"}"]
-        );
+        assert_eq!(next(&conn, 1).await, vec!["44/random,{\"message\":\"Invalid namespace\"}"]);
     }
 
     #[tokio::test]
@@ -349,10 +289,7 @@ mod tests {
         send(&io, &conn, "0");
         next(&conn, 1).await;
         send(&io, &conn, "27[\"hi\",{\"a\":1},2]");
-        assert_eq!(
-            next(&conn, 2).await,
-            vec!["42[\"before\",\"1\"]", "437[{\"a\":1},2]"]
-        );
+        assert_eq!(next(&conn, 2).await, vec!["42[\"before\",\"1\"]", "437[{\"a\":1},2]"]);
     }
 
     #[tokio::test]
@@ -360,23 +297,12 @@ mod tests {
         let (io, conn) = setup().await;
         let got = Arc::new(parking_lot::Mutex::new(None));
         let sink = Arc::clone(&got);
-        io.of("/")
-            .unwrap()
-            .on("bin", move |_, payload, _| *sink.lock() = Some(payload));
+        io.of("/").unwrap().on("bin", move |_, payload, _| *sink.lock() = Some(payload));
         send(&io, &conn, "0");
         next(&conn, 1).await;
-        send(
-            &io,
-            &conn,
-            "52-[\"bin\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
-        );
+        send(&io, &conn, "52-[\"bin\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
         assert!(got.lock().is_none(), "waits for the attachments");
-        handle(
-            &io.inner,
-            &conn,
-            Incoming::Binary(Bytes::from_static(&[1, 2])),
-        )
-        .unwrap();
+        handle(&io.inner, &conn, Incoming::Binary(Bytes::from_static(&[1, 2]))).unwrap();
         handle(&io.inner, &conn, Incoming::Binary(Bytes::from_static(&[3]))).unwrap();
         let payload = got.lock().take().unwrap();
         assert_eq!(payload.attachment(&payload.args[1]).unwrap().as_ref(), &[3]);
@@ -386,14 +312,8 @@ mod tests {
             handle(&io.inner, &conn, Incoming::Binary(Bytes::new())).is_err(),
             "a placeholder without its attachment"
         );
-        assert!(
-            handle(&io.inner, &conn, Incoming::Binary(Bytes::new())).is_err(),
-            "a stray attachment"
-        );
-        assert!(
-            handle(&io.inner, &conn, Incoming::Message("9".into())).is_err(),
-            "an invalid packet"
-        );
+        assert!(handle(&io.inner, &conn, Incoming::Binary(Bytes::new())).is_err(), "a stray attachment");
+        assert!(handle(&io.inner, &conn, Incoming::Message("9".into())).is_err(), "an invalid packet");
     }
 
     #[tokio::test]
@@ -403,13 +323,8 @@ mod tests {
         let answer = connect_answer(&next(&conn, 1).await[0]);
         conn.socket("/").unwrap().join("r").unwrap();
         let core = Arc::clone(io.core());
-        let publish = |n: u32| {
-            core.publish(Publication::new(
-                "r",
-                "x",
-                serde_json::value::to_raw_value(&json!(n)).unwrap(),
-            ))
-        };
+        let publish =
+            |n: u32| core.publish(Publication::new("r", "x", serde_json::value::to_raw_value(&json!(n)).unwrap()));
         publish(1);
         let first = next(&conn, 1).await;
         assert_eq!(first, vec!["42[\"message\",1,\"1\"]"]);
@@ -422,18 +337,11 @@ mod tests {
         send(&io, &again, &format!("0{auth}"));
         let packets = next(&again, 3).await;
         assert_eq!(connect_answer(&packets[0])["sid"], answer["sid"]);
-        assert_eq!(
-            &packets[1..],
-            ["42[\"message\",2,\"2\"]", "42[\"message\",3,\"3\"]"]
-        );
+        assert_eq!(&packets[1..], ["42[\"message\",2,\"2\"]", "42[\"message\",3,\"3\"]"]);
         assert!(again.socket("/").unwrap().recovered());
 
         let fresh = io.inner.open(Mode::Polling).await;
-        send(
-            &io,
-            &fresh,
-            "0{\"pid\":\"00000000000000000000000000000000\",\"offset\":\"1\"}",
-        );
+        send(&io, &fresh, "0{\"pid\":\"00000000000000000000000000000000\",\"offset\":\"1\"}");
         let other = connect_answer(&next(&fresh, 1).await[0]);
         assert_ne!(other["sid"], answer["sid"]);
         assert!(!fresh.socket("/").unwrap().recovered());

@@ -25,11 +25,7 @@ pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers an upgrade request: a new connection (`conn` is `None`) or the
 /// upgrade of a polling one.
-pub fn upgrade(
-    inner: Arc<Inner>,
-    request: http::Request<Incoming>,
-    conn: Option<Arc<Connection>>,
-) -> Response<Body> {
+pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option<Arc<Connection>>) -> Response<Body> {
     let Some(accept) = switchboard_transports::ws::accept_key(request.headers()) else {
         return EngineError::BadRequest.response();
     };
@@ -39,27 +35,18 @@ pub fn upgrade(
         }
     }
     if conn.is_none() && inner.core.is_shutting_down() {
-        return response::complete(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "shutting down",
-        );
+        return response::complete(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down");
     }
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
                 let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
-                let ws = tokio_websockets::ServerBuilder::new()
-                    .limits(limits)
-                    .serve(TokioIo::new(upgraded));
+                let ws = tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded));
                 match conn {
                     Some(conn) => probe(inner, conn, ws).await,
                     None => {
                         let conn = inner.open(Mode::WebSocket).await;
-                        conn.send([Outgoing::text(
-                            kind::OPEN,
-                            &inner.handshake(conn.sid(), false),
-                        )]);
+                        conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
                         run(&inner, &conn, ws).await;
                     }
                 }
@@ -93,11 +80,7 @@ where
             };
             match engine::decode_text(text) {
                 Ok(Packet::Ping(data)) if data == "probe" => {
-                    if ws
-                        .send(Message::text(String::from("3probe")))
-                        .await
-                        .is_err()
-                    {
+                    if ws.send(Message::text(String::from("3probe"))).await.is_err() {
                         return false;
                     }
                     conn.set_mode(Mode::Upgrading);
@@ -176,10 +159,7 @@ where
     }
 }
 
-async fn write<S>(
-    ws: &mut WebSocketStream<S>,
-    packets: Vec<Outgoing>,
-) -> Result<(), tokio_websockets::Error>
+async fn write<S>(ws: &mut WebSocketStream<S>, packets: Vec<Outgoing>) -> Result<(), tokio_websockets::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -197,7 +177,6 @@ async fn close<S>(ws: &mut WebSocketStream<S>) -> Result<(), tokio_websockets::E
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    ws.send(Message::close(Some(CloseCode::NORMAL_CLOSURE), ""))
-        .await?;
+    ws.send(Message::close(Some(CloseCode::NORMAL_CLOSURE), "")).await?;
     ws.close().await
 }

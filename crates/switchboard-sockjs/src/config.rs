@@ -68,19 +68,13 @@ pub enum ServiceKind {
 
 impl ServiceConfig {
     fn new(prefix: &str, kind: ServiceKind) -> Self {
-        Self {
-            prefix: prefix.into(),
-            kind,
-            jsessionid: None,
-            websocket: None,
-        }
+        Self { prefix: prefix.into(), kind, jsessionid: None, websocket: None }
     }
 }
 
 /// Where `iframe.html` loads the client by default: the client version this
 /// project's compatibility tests run.
-pub const DEFAULT_SOCKJS_URL: &str =
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js";
+pub const DEFAULT_SOCKJS_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js";
 
 impl Default for SockJsConfig {
     fn default() -> Self {
@@ -119,8 +113,7 @@ impl SockJsConfig {
                 && p.len() > 1
                 && !p.ends_with('/')
                 && !p.contains("//")
-                && p.bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%');
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%');
             if !valid {
                 return Err(ConfigError(format!(
                     "prefix {p:?} must start with '/', not end with '/', and hold only plain path characters"
@@ -155,16 +148,12 @@ mod tests {
     #[test]
     fn bad_prefixes_are_refused() {
         for bad in ["", "/", "echo", "/echo/", "/a//b", "/a b", "/a?b"] {
-            let config = SockJsConfig {
-                services: vec![ServiceConfig::new(bad, ServiceKind::Echo)],
-                ..SockJsConfig::default()
-            };
+            let config =
+                SockJsConfig { services: vec![ServiceConfig::new(bad, ServiceKind::Echo)], ..SockJsConfig::default() };
             assert!(config.validate().is_err(), "{bad:?}");
         }
         let mut config = SockJsConfig::default();
-        config
-            .services
-            .push(ServiceConfig::new("/sockjs/echo/more", ServiceKind::Echo));
+        config.services.push(ServiceConfig::new("/sockjs/echo/more", ServiceKind::Echo));
         assert!(config.validate().is_err());
     }
 }

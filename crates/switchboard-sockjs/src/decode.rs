@@ -42,18 +42,10 @@ pub fn xhr_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
 
 /// The messages of a `jsonp_send` body: a form with the JSON array in its
 /// `d` field, or (`text/plain`, as some clients send) the array itself.
-pub fn jsonp_messages(
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<Vec<String>, PayloadError> {
-    let essence = content_type
-        .and_then(|t| t.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
+pub fn jsonp_messages(content_type: Option<&str>, body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    let essence = content_type.and_then(|t| t.split(';').next()).map(str::trim).unwrap_or("");
     if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        let d = form_urlencoded::parse(body)
-            .find(|(key, _)| key == "d")
-            .map(|(_, value)| value);
+        let d = form_urlencoded::parse(body).find(|(key, _)| key == "d").map(|(_, value)| value);
         match d {
             Some(d) if !d.is_empty() => xhr_messages(d.as_bytes()),
             _ => Err(PayloadError::Expected),
@@ -92,40 +84,25 @@ mod tests {
     #[test]
     fn xhr_bodies() {
         assert_eq!(xhr_messages(br#"["a","b"]"#).unwrap(), ["a", "b"]);
-        assert_eq!(
-            xhr_messages(br#"[1,{"k":true},null]"#).unwrap(),
-            ["1", r#"{"k":true}"#, "null"]
-        );
+        assert_eq!(xhr_messages(br#"[1,{"k":true},null]"#).unwrap(), ["1", r#"{"k":true}"#, "null"]);
         assert_eq!(xhr_messages(b"[]").unwrap(), Vec::<String>::new());
         assert_eq!(xhr_messages(b""), Err(PayloadError::Expected));
         assert_eq!(xhr_messages(b"\"a\""), Err(PayloadError::Expected));
         assert_eq!(xhr_messages(br#"["x"#), Err(PayloadError::BrokenJson));
         assert_eq!(xhr_messages(b"[\"\xff\"]"), Err(PayloadError::BrokenJson));
-        assert_eq!(
-            xhr_messages(br#"["\ud800"]"#),
-            Err(PayloadError::BrokenJson)
-        );
-        assert_eq!(
-            xhr_messages(br#"["\u0300\u2028\ud83d\ude00"]"#).unwrap(),
-            ["\u{300}\u{2028}😀"]
-        );
+        assert_eq!(xhr_messages(br#"["\ud800"]"#), Err(PayloadError::BrokenJson));
+        assert_eq!(xhr_messages(br#"["\u0300\u2028\ud83d\ude00"]"#).unwrap(), ["\u{300}\u{2028}😀"]);
     }
 
     #[test]
     fn jsonp_bodies() {
         let form = Some("application/x-www-form-urlencoded");
         assert_eq!(jsonp_messages(form, b"d=%5B%22x%22%5D").unwrap(), ["x"]);
-        assert_eq!(
-            jsonp_messages(form, b"d=%5B%22x"),
-            Err(PayloadError::BrokenJson)
-        );
+        assert_eq!(jsonp_messages(form, b"d=%5B%22x"), Err(PayloadError::BrokenJson));
         for empty in [&b""[..], b"d=", b"p=p"] {
             assert_eq!(jsonp_messages(form, empty), Err(PayloadError::Expected));
         }
-        assert_eq!(
-            jsonp_messages(Some("text/plain"), br#"["%61bc"]"#).unwrap(),
-            ["%61bc"]
-        );
+        assert_eq!(jsonp_messages(Some("text/plain"), br#"["%61bc"]"#).unwrap(), ["%61bc"]);
         assert_eq!(jsonp_messages(None, br#"["a"]"#).unwrap(), ["a"]);
     }
 
@@ -145,9 +122,7 @@ mod tests {
         for _ in 0..20_000 {
             let len = rng.random_range(0..48);
             let bytes: Vec<u8> = if rng.random_bool(0.5) {
-                (0..len)
-                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                    .collect()
+                (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect()
             } else {
                 let mut b = vec![0u8; len];
                 rng.fill_bytes(&mut b);

@@ -230,34 +230,18 @@ mod tests {
     #[test]
     fn close_frames() {
         assert_eq!(&close_of(GO_AWAY)[..], br#"c[3000,"Go away!"]"#);
-        assert_eq!(
-            &close_of(ANOTHER_CONNECTION)[..],
-            br#"c[2010,"Another connection still open"]"#
-        );
+        assert_eq!(&close_of(ANOTHER_CONNECTION)[..], br#"c[2010,"Another connection still open"]"#);
     }
 
     #[test]
     fn message_literals_of_both_body_shapes() {
-        let literal = Downstream::Sequenced {
-            seq: 1,
-            body: quoted("type\":"),
-        };
-        let native = Downstream::Sequenced {
-            seq: 2,
-            body: Bytes::from_static(br#""type":"ack","cid":"1"}"#),
-        };
+        let literal = Downstream::Sequenced { seq: 1, body: quoted("type\":") };
+        let native = Downstream::Sequenced { seq: 2, body: Bytes::from_static(br#""type":"ack","cid":"1"}"#) };
         let gap = Downstream::Control(Bytes::from_static(br#"{"type":"gap","from":1,"to":2}"#));
         let frame = messages(&[literal.clone(), native.clone(), gap.clone()]).unwrap();
         let text = std::str::from_utf8(&frame).unwrap();
         let array: Vec<String> = serde_json::from_str(&text[1..]).unwrap();
-        assert_eq!(
-            array,
-            [
-                "type\":",
-                r#"{"type":"ack","cid":"1"}"#,
-                r#"{"type":"gap","from":1,"to":2}"#
-            ]
-        );
+        assert_eq!(array, ["type\":", r#"{"type":"ack","cid":"1"}"#, r#"{"type":"gap","from":1,"to":2}"#]);
         assert_eq!(&*message_text(&literal), b"type\":");
         assert_eq!(&*message_text(&native), br#"{"type":"ack","cid":"1"}"#);
         assert!(messages(&[]).is_none());

@@ -23,11 +23,7 @@ pub fn info(request: &HeaderMap, websocket: bool, cookie_needed: bool) -> Respon
         "cookie_needed": cookie_needed,
         "entropy": rand::random::<u32>(),
     });
-    let mut response = response(
-        StatusCode::OK,
-        Some("application/json; charset=UTF-8"),
-        body.to_string(),
-    );
+    let mut response = response(StatusCode::OK, Some("application/json; charset=UTF-8"), body.to_string());
     no_cache(response.headers_mut());
     cors(response.headers_mut(), request);
     response
@@ -65,10 +61,7 @@ impl IframePage {
         );
         let digest = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
         let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("hex is ASCII");
-        Self {
-            body: Bytes::from(body),
-            etag,
-        }
+        Self { body: Bytes::from(body), etag }
     }
 
     /// `GET {prefix}/iframe*.html`: 304 when the client holds this version.
@@ -76,11 +69,7 @@ impl IframePage {
         if request.get(header::IF_NONE_MATCH) == Some(&self.etag) {
             return response(StatusCode::NOT_MODIFIED, None, Bytes::new());
         }
-        let mut response = response(
-            StatusCode::OK,
-            Some("text/html; charset=UTF-8"),
-            self.body.clone(),
-        );
+        let mut response = response(StatusCode::OK, Some("text/html; charset=UTF-8"), self.body.clone());
         let headers = response.headers_mut();
         cache_for_a_year(headers);
         headers.insert(header::ETAG, self.etag.clone());
@@ -102,16 +91,11 @@ pub fn is_iframe_path(rest: &str) -> bool {
     };
     let mut chars = head.chars();
     chars.next_back().is_some()
-        && chars
-            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '-' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '-' | '.' | '_'))
 }
 
 fn escape_attribute(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    value.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -12,10 +12,7 @@ use crate::transport::{valid_callback, MAX_CALLBACK_CHARS};
 /// Messages a client may send: any text, markup and line terminators
 /// included.
 fn messages() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(
-        prop_oneof![any::<String>(), "[<>&\"\\\\\u{2028}\u{0}a-z]{0,12}"],
-        0..6,
-    )
+    prop::collection::vec(prop_oneof![any::<String>(), "[<>&\"\\\\\u{2028}\u{0}a-z]{0,12}"], 0..6)
 }
 
 proptest! {

@@ -39,9 +39,7 @@ pub(crate) async fn poll(registration: Registration, limits: ReceiveLimits) -> B
                 Bytes::from_static(frame::OPEN)
             } else {
                 match receiver.next(limits.max_messages, limits.heartbeat).await {
-                    Next::Messages(frames) => {
-                        frame::messages(&frames).unwrap_or(Bytes::from_static(frame::HEARTBEAT))
-                    }
+                    Next::Messages(frames) => frame::messages(&frames).unwrap_or(Bytes::from_static(frame::HEARTBEAT)),
                     Next::Close(close) => close,
                     Next::Heartbeat => Bytes::from_static(frame::HEARTBEAT),
                 }
@@ -58,19 +56,9 @@ pub(crate) fn poll_body(transport: &HttpTransport, frame: &[u8]) -> Body {
 }
 
 /// A streaming response body.
-pub(crate) fn stream_body(
-    registration: Registration,
-    transport: HttpTransport,
-    limits: ReceiveLimits,
-) -> Body {
+pub(crate) fn stream_body(registration: Registration, transport: HttpTransport, limits: ReceiveLimits) -> Body {
     let mut queue: VecDeque<Bytes> = transport.prelude().into_iter().collect();
-    let mut state = Streaming {
-        queue: VecDeque::new(),
-        receiver: None,
-        transport,
-        written: 0,
-        limits,
-    };
+    let mut state = Streaming { queue: VecDeque::new(), receiver: None, transport, written: 0, limits };
     match registration {
         Registration::AnotherOpen => state.push(&close_of(frame::ANOTHER_CONNECTION)),
         Registration::Closing { pending, close } => {
@@ -126,10 +114,7 @@ impl Streaming {
                 return Some(chunk);
             }
             let receiver = self.receiver.as_mut()?;
-            match receiver
-                .next(self.limits.max_messages, self.limits.heartbeat)
-                .await
-            {
+            match receiver.next(self.limits.max_messages, self.limits.heartbeat).await {
                 Next::Messages(frames) => {
                     if let Some(messages) = frame::messages(&frames) {
                         self.push(&messages);

@@ -19,17 +19,11 @@ pub const TEXT: &str = "text/plain; charset=UTF-8";
 pub const JAVASCRIPT: &str = "application/javascript; charset=UTF-8";
 
 /// A response with a complete body.
-pub fn response(
-    status: StatusCode,
-    content_type: Option<&'static str>,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
+pub fn response(status: StatusCode, content_type: Option<&'static str>, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     response
 }
@@ -47,9 +41,7 @@ pub fn not_found() -> Response<Body> {
 /// 405 with the methods the path takes; no body, no content type.
 pub fn method_not_allowed(allowed: &'static str) -> Response<Body> {
     let mut response = response(StatusCode::METHOD_NOT_ALLOWED, None, Bytes::new());
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
     response
 }
 
@@ -62,15 +54,9 @@ pub fn no_cache(headers: &mut HeaderMap) {
 pub fn cache_for_a_year(headers: &mut HeaderMap) {
     let max_age = ONE_YEAR.as_secs();
     let control = format!("public, max-age={max_age}");
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_str(&control).expect("ASCII"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&control).expect("ASCII"));
     let expires = httpdate::fmt_http_date(SystemTime::now() + ONE_YEAR);
-    headers.insert(
-        header::EXPIRES,
-        HeaderValue::from_str(&expires).expect("an HTTP date is ASCII"),
-    );
+    headers.insert(header::EXPIRES, HeaderValue::from_str(&expires).expect("an HTTP date is ASCII"));
 }
 
 /// SockJS's CORS headers: the request's origin is echoed (it passed the
@@ -86,10 +72,7 @@ pub fn cors(headers: &mut HeaderMap, request: &HeaderMap) {
         _ => HeaderValue::from_static("*"),
     };
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(requested) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
         if !requested.is_empty() {
@@ -103,14 +86,8 @@ pub fn preflight(request: &HeaderMap, methods: &'static str) -> Response<Body> {
     let mut response = response(StatusCode::NO_CONTENT, None, Bytes::new());
     let headers = response.headers_mut();
     cache_for_a_year(headers);
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(methods),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from(ONE_YEAR.as_secs()),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(ONE_YEAR.as_secs()));
     cors(headers, request);
     response
 }
@@ -142,9 +119,7 @@ pub fn jsessionid(headers: &mut HeaderMap, request: &HeaderMap) {
 fn valid_cookie_value(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_COOKIE_CHARS
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'))
+        && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'))
 }
 
 #[cfg(test)]
@@ -164,14 +139,8 @@ mod tests {
     #[test]
     fn jsessionid_is_echoed_or_dummy() {
         assert_eq!(cookie_for(None), "JSESSIONID=dummy; path=/");
-        assert_eq!(
-            cookie_for(Some("a=b; JSESSIONID=abcdef")),
-            "JSESSIONID=abcdef; path=/"
-        );
-        assert_eq!(
-            cookie_for(Some("JSESSIONID=a\"b")),
-            "JSESSIONID=dummy; path=/"
-        );
+        assert_eq!(cookie_for(Some("a=b; JSESSIONID=abcdef")), "JSESSIONID=abcdef; path=/");
+        assert_eq!(cookie_for(Some("JSESSIONID=a\"b")), "JSESSIONID=dummy; path=/");
     }
 
     #[test]
@@ -181,20 +150,11 @@ mod tests {
         cors(&mut headers, &request);
         assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         assert!(headers.get(header::ACCESS_CONTROL_ALLOW_HEADERS).is_none());
-        request.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://a.example"),
-        );
-        request.insert(
-            header::ACCESS_CONTROL_REQUEST_HEADERS,
-            HeaderValue::from_static("a, b"),
-        );
+        request.insert(header::ORIGIN, HeaderValue::from_static("https://a.example"));
+        request.insert(header::ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static("a, b"));
         let mut headers = HeaderMap::new();
         cors(&mut headers, &request);
-        assert_eq!(
-            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://a.example"
-        );
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://a.example");
         assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_HEADERS], "a, b");
     }

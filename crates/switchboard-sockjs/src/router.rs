@@ -22,8 +22,7 @@ use crate::frame::{self, close_of};
 use crate::pages::{self, IframePage};
 use crate::receiving::{self, ReceiveLimits};
 use crate::responses::{
-    cors as sockjs_cors, jsessionid, method_not_allowed, no_cache, not_found, preflight, response,
-    text,
+    cors as sockjs_cors, jsessionid, method_not_allowed, no_cache, not_found, preflight, response, text,
 };
 use crate::service::{Service, UpstreamLimits};
 use crate::session::{Registration, MAX_ID_BYTES};
@@ -56,10 +55,7 @@ enum Route<'a> {
     Info,
     Iframe,
     RawWebsocket,
-    Session {
-        session: &'a str,
-        transport: &'a str,
-    },
+    Session { session: &'a str, transport: &'a str },
     NotFound,
 }
 
@@ -77,8 +73,7 @@ fn parse_route(rest: &str) -> Route<'_> {
         _ => {}
     }
     let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
-    let (Some(server), Some(session), Some(transport), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(server), Some(session), Some(transport), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Route::NotFound;
     };
@@ -93,19 +88,11 @@ fn parse_route(rest: &str) -> Route<'_> {
 impl SockJs {
     /// The endpoints of `config` over `core`; origins and upstream limits
     /// come from the transport edge's settings.
-    pub fn new(
-        core: Arc<Core>,
-        config: &SockJsConfig,
-        transport: &TransportConfig,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(core: Arc<Core>, config: &SockJsConfig, transport: &TransportConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let shared = Shared {
             core,
-            services: config
-                .services
-                .iter()
-                .map(|s| Service::new(s, config))
-                .collect(),
+            services: config.services.iter().map(|s| Service::new(s, config)).collect(),
             upstream: UpstreamLimits {
                 max_body_bytes: transport.max_body_bytes,
                 max_frame_bytes: transport.max_frame_bytes,
@@ -121,9 +108,7 @@ impl SockJs {
             disconnect_delay: config.disconnect_delay,
             enabled: config.enabled,
         };
-        Ok(Self {
-            shared: Arc::new(shared),
-        })
+        Ok(Self { shared: Arc::new(shared) })
     }
 
     /// Whether `path` is under one of the service prefixes (so an embedding
@@ -166,12 +151,7 @@ impl SockJs {
     /// Answers one request under a service prefix (404 elsewhere).
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path().to_owned();
-        let found = self
-            .shared
-            .services
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| Some((i, s.rest(&path)?)));
+        let found = self.shared.services.iter().enumerate().find_map(|(i, s)| Some((i, s.rest(&path)?)));
         let Some((service, rest)) = found.filter(|_| self.shared.enabled) else {
             return not_found();
         };
@@ -194,32 +174,19 @@ impl SockJs {
             Route::Greeting if get => pages::greeting(),
             Route::Iframe if get => shared.iframe.respond(request.headers()),
             Route::Greeting | Route::Iframe => method_not_allowed("GET"),
-            Route::Info if get => {
-                pages::info(request.headers(), service.websocket, service.jsessionid)
-            }
+            Route::Info if get => pages::info(request.headers(), service.websocket, service.jsessionid),
             Route::Info if options => {
                 let mut response = preflight(request.headers(), "OPTIONS, GET");
                 self.decorate(&mut response, index, false, request.headers());
                 response
             }
             Route::Info => method_not_allowed("OPTIONS, GET"),
-            Route::RawWebsocket
-            | Route::Session {
-                transport: "websocket",
-                ..
-            } if !service.websocket => not_found(),
-            Route::RawWebsocket if get => {
-                websocket::upgrade(Arc::clone(shared), index, Flavor::Raw, request)
+            Route::RawWebsocket | Route::Session { transport: "websocket", .. } if !service.websocket => not_found(),
+            Route::RawWebsocket if get => websocket::upgrade(Arc::clone(shared), index, Flavor::Raw, request),
+            Route::Session { transport: "websocket", .. } if get => {
+                websocket::upgrade(Arc::clone(shared), index, Flavor::Framed, request)
             }
-            Route::Session {
-                transport: "websocket",
-                ..
-            } if get => websocket::upgrade(Arc::clone(shared), index, Flavor::Framed, request),
-            Route::RawWebsocket
-            | Route::Session {
-                transport: "websocket",
-                ..
-            } => method_not_allowed("GET"),
+            Route::RawWebsocket | Route::Session { transport: "websocket", .. } => method_not_allowed("GET"),
             Route::Session { session, transport } => {
                 let xhr = matches!(transport, "xhr" | "xhr_send" | "xhr_streaming");
                 let cors = xhr || transport == "eventsource";
@@ -227,33 +194,18 @@ impl SockJs {
                 // computed from its headers afterwards.
                 let headers = request.headers().clone();
                 let mut response = match transport {
-                    "xhr" | "xhr_streaming" | "xhr_send" if options => {
-                        preflight(request.headers(), "OPTIONS, POST")
-                    }
-                    "xhr" if post => {
-                        self.receive(index, session, HttpTransport::XhrPolling)
-                            .await
-                    }
-                    "xhr_streaming" if post => {
-                        self.receive(index, session, HttpTransport::XhrStreaming)
-                            .await
-                    }
+                    "xhr" | "xhr_streaming" | "xhr_send" if options => preflight(request.headers(), "OPTIONS, POST"),
+                    "xhr" if post => self.receive(index, session, HttpTransport::XhrPolling).await,
+                    "xhr_streaming" if post => self.receive(index, session, HttpTransport::XhrStreaming).await,
                     "xhr_send" if post => self.send(index, session, false, request).await,
                     "xhr" | "xhr_streaming" | "xhr_send" => method_not_allowed("POST, OPTIONS"),
-                    "eventsource" if get => {
-                        self.receive(index, session, HttpTransport::EventSource)
-                            .await
-                    }
+                    "eventsource" if get => self.receive(index, session, HttpTransport::EventSource).await,
                     "htmlfile" | "jsonp" if get => match callback(request.uri().query()) {
                         Err(message) => text(StatusCode::INTERNAL_SERVER_ERROR, message),
                         Ok(callback) if transport == "jsonp" => {
-                            self.receive(index, session, HttpTransport::JsonpPolling { callback })
-                                .await
+                            self.receive(index, session, HttpTransport::JsonpPolling { callback }).await
                         }
-                        Ok(callback) => {
-                            self.receive(index, session, HttpTransport::HtmlFile { callback })
-                                .await
-                        }
+                        Ok(callback) => self.receive(index, session, HttpTransport::HtmlFile { callback }).await,
                     },
                     "eventsource" | "htmlfile" | "jsonp" => method_not_allowed("GET"),
                     "jsonp_send" if post => self.send(index, session, true, request).await,
@@ -269,13 +221,7 @@ impl SockJs {
     /// Adds what every answer of a session endpoint carries: the
     /// `JSESSIONID` cookie when the service wants it, and CORS headers on
     /// the endpoints browsers reach with XHR or EventSource.
-    fn decorate(
-        &self,
-        response: &mut Response<Body>,
-        index: usize,
-        cors: bool,
-        request: &HeaderMap,
-    ) {
+    fn decorate(&self, response: &mut Response<Body>, index: usize, cors: bool, request: &HeaderMap) {
         let headers = response.headers_mut();
         if cors {
             sockjs_cors(headers, request);
@@ -291,19 +237,11 @@ impl SockJs {
         let shared = &self.shared;
         let service = &shared.services[index];
         let registration = if shared.core.is_shutting_down() {
-            Registration::Closing {
-                pending: Vec::new(),
-                close: close_of(frame::SHUTTING_DOWN),
-            }
+            Registration::Closing { pending: Vec::new(), close: close_of(frame::SHUTTING_DOWN) }
         } else if service.sessions.get(id).is_none() && shared.core.check_capacity().is_err() {
-            Registration::Closing {
-                pending: Vec::new(),
-                close: close_of(frame::SERVER_FULL),
-            }
+            Registration::Closing { pending: Vec::new(), close: close_of(frame::SERVER_FULL) }
         } else {
-            let session = service
-                .sessions
-                .get_or_create(id, || service.create_session(&shared.core));
+            let session = service.sessions.get_or_create(id, || service.create_session(&shared.core));
             let registration = session.register(&shared.core);
             if let Registration::Receiving(receiver) = &registration {
                 if receiver.opened {
@@ -317,23 +255,15 @@ impl SockJs {
             receiving::stream_body(registration, transport.clone(), shared.receive)
         } else {
             let span = tracing::debug_span!("sockjs", transport = transport.name());
-            let frame = receiving::poll(registration, shared.receive)
-                .instrument(span)
-                .await;
+            let frame = receiving::poll(registration, shared.receive).instrument(span).await;
             receiving::poll_body(&transport, &frame)
         };
         let mut response = Response::new(body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(transport.content_type()),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(transport.content_type()));
         no_cache(headers);
         if let HttpTransport::JsonpPolling { .. } = transport {
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         }
         if transport.is_streaming() {
             // Tell buffering proxies (nginx) to pass chunks through at once.
@@ -343,36 +273,19 @@ impl SockJs {
     }
 
     /// `xhr_send` and `jsonp_send`: messages from the client.
-    async fn send(
-        &self,
-        index: usize,
-        id: &str,
-        jsonp: bool,
-        request: Request<Incoming>,
-    ) -> Response<Body> {
+    async fn send(&self, index: usize, id: &str, jsonp: bool, request: Request<Incoming>) -> Response<Body> {
         let shared = &self.shared;
         let service = &shared.services[index];
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let limit = shared.upstream.max_body_bytes;
         let body = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Payload over {limit} bytes."),
-                );
+                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("Payload over {limit} bytes."));
             }
             Err(_) => return text(StatusCode::BAD_REQUEST, "Payload could not be read."),
         };
-        let decoded = if jsonp {
-            jsonp_messages(content_type.as_deref(), &body)
-        } else {
-            xhr_messages(&body)
-        };
+        let decoded = if jsonp { jsonp_messages(content_type.as_deref(), &body) } else { xhr_messages(&body) };
         let messages = match decoded {
             Ok(messages) => messages,
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.message()),
@@ -382,20 +295,14 @@ impl SockJs {
         };
         for message in &messages {
             if session.is_open() {
-                service
-                    .on_message(&shared.core, &shared.upstream, session.core(), message)
-                    .await;
+                service.on_message(&shared.core, &shared.upstream, session.core(), message).await;
             }
         }
         let mut response = if jsonp {
             text(StatusCode::OK, "ok")
         } else {
             // A 204 still says text/plain: Firefox would take it for XML.
-            response(
-                StatusCode::NO_CONTENT,
-                Some(crate::responses::TEXT),
-                Bytes::new(),
-            )
+            response(StatusCode::NO_CONTENT, Some(crate::responses::TEXT), Bytes::new())
         };
         no_cache(response.headers_mut());
         response
@@ -432,33 +339,11 @@ mod tests {
         assert_eq!(parse_route("/info/"), Route::Info);
         assert_eq!(parse_route("/iframe-1.2.html"), Route::Iframe);
         assert_eq!(parse_route("/websocket"), Route::RawWebsocket);
-        assert_eq!(
-            parse_route("/000/abc/xhr"),
-            Route::Session {
-                session: "abc",
-                transport: "xhr"
-            }
-        );
-        assert_eq!(
-            parse_route("/a/a/xhr/"),
-            Route::Session {
-                session: "a",
-                transport: "xhr"
-            }
-        );
-        for bad in [
-            "//",
-            "///",
-            "/a",
-            "/a/a",
-            "/a/a/",
-            "/a./a/xhr",
-            "/a/a./xhr",
-            "/./././xhr",
-            "//xhr",
-            "///xhr",
-            "/a/b/c/d",
-        ] {
+        assert_eq!(parse_route("/000/abc/xhr"), Route::Session { session: "abc", transport: "xhr" });
+        assert_eq!(parse_route("/a/a/xhr/"), Route::Session { session: "a", transport: "xhr" });
+        for bad in
+            ["//", "///", "/a", "/a/a", "/a/a/", "/a./a/xhr", "/a/a./xhr", "/./././xhr", "//xhr", "///xhr", "/a/b/c/d"]
+        {
             assert_eq!(parse_route(bad), Route::NotFound, "{bad}");
         }
         let long = format!("/0/{}/xhr", "a".repeat(MAX_ID_BYTES + 1));
@@ -471,9 +356,6 @@ mod tests {
         assert_eq!(callback(Some("callback=x")).unwrap(), "x");
         assert_eq!(callback(Some("callback=y&c=x")).unwrap(), "x");
         assert_eq!(callback(None), Err("\"callback\" parameter required"));
-        assert_eq!(
-            callback(Some("c=alert(1)")),
-            Err("invalid \"callback\" parameter")
-        );
+        assert_eq!(callback(Some("c=alert(1)")), Err("invalid \"callback\" parameter"));
     }
 }

@@ -83,28 +83,19 @@ impl Service {
     }
 
     /// One message from the client of an open session.
-    pub(crate) async fn on_message(
-        &self,
-        core: &Core,
-        limits: &UpstreamLimits,
-        session: &Arc<Session>,
-        text: &str,
-    ) {
+    pub(crate) async fn on_message(&self, core: &Core, limits: &UpstreamLimits, session: &Arc<Session>, text: &str) {
         match self.kind {
             ServiceKind::Echo => {
                 session.push(quoted(text));
             }
             ServiceKind::Close => {}
             ServiceKind::Rooms => {
-                match native::parse_batch(text.as_bytes(), limits.max_batch, limits.max_frame_bytes)
-                {
+                match native::parse_batch(text.as_bytes(), limits.max_batch, limits.max_frame_bytes) {
                     Ok(frames) => {
                         // SockJS messages carry no seq: an `ack` would drop
                         // the session's own undelivered messages.
-                        let frames = frames
-                            .into_iter()
-                            .filter(|f| !matches!(f, Ok(native::Upstream::Ack { .. })))
-                            .collect();
+                        let frames =
+                            frames.into_iter().filter(|f| !matches!(f, Ok(native::Upstream::Ack { .. }))).collect();
                         core.apply(session, frames).await
                     }
                     Err(e) => {
@@ -125,12 +116,7 @@ mod tests {
     use crate::session::Registration;
 
     fn service(kind: ServiceKind) -> Service {
-        let config = ServiceConfig {
-            prefix: "/s".into(),
-            kind,
-            jsessionid: None,
-            websocket: None,
-        };
+        let config = ServiceConfig { prefix: "/s".into(), kind, jsessionid: None, websocket: None };
         Service::new(&config, &SockJsConfig::default())
     }
 
@@ -141,10 +127,7 @@ mod tests {
         let Some(Ok(frames)) = attachment.try_batch(100) else {
             return Vec::new();
         };
-        frames
-            .iter()
-            .map(|f| String::from_utf8(frame::message_text(f).into_owned()).unwrap())
-            .collect()
+        frames.iter().map(|f| String::from_utf8(frame::message_text(f).into_owned()).unwrap()).collect()
     }
 
     #[test]
@@ -160,54 +143,30 @@ mod tests {
     async fn rooms_service_applies_native_frames_and_answers_in_sockjs_messages() {
         let core = Core::new(SessionLimits::default());
         let rooms = service(ServiceKind::Rooms);
-        let limits = UpstreamLimits {
-            max_body_bytes: 1 << 20,
-            max_frame_bytes: 1 << 16,
-            max_batch: 16,
-        };
+        let limits = UpstreamLimits { max_body_bytes: 1 << 20, max_frame_bytes: 1 << 16, max_batch: 16 };
         let session = rooms.create_session(&core);
-        rooms
-            .on_message(
-                &core,
-                &limits,
-                &session,
-                r#"{"type":"join","room":"lobby","cid":"1"}"#,
-            )
-            .await;
+        rooms.on_message(&core, &limits, &session, r#"{"type":"join","room":"lobby","cid":"1"}"#).await;
         rooms.on_message(&core, &limits, &session, "not json").await;
         let raw = serde_json::value::RawValue::from_string(r#""hello""#.into()).unwrap();
         core.publish(Publication::new("lobby", "someone", raw));
         // Presence events aside, the answers and the message in order.
-        let got: Vec<String> = texts(&session)
-            .into_iter()
-            .filter(|t| !t.contains(r#""type":"presence""#))
-            .collect();
+        let got: Vec<String> = texts(&session).into_iter().filter(|t| !t.contains(r#""type":"presence""#)).collect();
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got[0].starts_with(r#"{"type":"ack","cid":"1""#), "{got:?}");
         assert!(got[1].starts_with(r#"{"type":"error""#), "{got:?}");
         let msg: serde_json::Value = serde_json::from_str(&got[2]).unwrap();
-        assert_eq!(
-            (msg["type"].as_str(), msg["data"].as_str()),
-            (Some("msg"), Some("hello"))
-        );
+        assert_eq!((msg["type"].as_str(), msg["data"].as_str()), (Some("msg"), Some("hello")));
     }
 
     #[tokio::test]
     async fn close_service_closes_on_open() {
         let core = Core::new(SessionLimits::default());
         let close = service(ServiceKind::Close);
-        let session = close
-            .sessions
-            .get_or_create("x", || close.create_session(&core));
-        let Registration::Receiving(receiver) = session.register(&core) else {
-            panic!()
-        };
+        let session = close.sessions.get_or_create("x", || close.create_session(&core));
+        let Registration::Receiving(receiver) = session.register(&core) else { panic!() };
         close.on_open(&session);
         assert!(!session.is_open());
         receiver.finish();
-        assert!(matches!(
-            session.register(&core),
-            Registration::Closing { .. }
-        ));
+        assert!(matches!(session.register(&core), Registration::Closing { .. }));
     }
 }

@@ -79,10 +79,7 @@ pub(crate) enum Registration {
     AnotherOpen,
     /// The session is closing: the messages still queued (already counted
     /// as delivered), then its close frame.
-    Closing {
-        pending: Vec<Downstream>,
-        close: Bytes,
-    },
+    Closing { pending: Vec<Downstream>, close: Bytes },
     /// This request is the session's receiving connection.
     Receiving(Receiver),
 }
@@ -91,11 +88,7 @@ impl SockJsSession {
     pub(crate) fn new(core: Arc<Session>) -> Arc<Self> {
         Arc::new(Self {
             core,
-            state: Mutex::new(State {
-                phase: Phase::New,
-                receiving: false,
-                detached_at: Instant::now(),
-            }),
+            state: Mutex::new(State { phase: Phase::New, receiving: false, detached_at: Instant::now() }),
             closing: Notify::new(),
         })
     }
@@ -153,10 +146,7 @@ impl SockJsSession {
         if let Phase::Closing(close) = &state.phase {
             let close = close.clone();
             state.detached_at = Instant::now();
-            return Registration::Closing {
-                pending: self.drain(),
-                close,
-            };
+            return Registration::Closing { pending: self.drain(), close };
         }
         match self.core.attach(0) {
             Ok(attachment) => {
@@ -175,10 +165,7 @@ impl SockJsSession {
                 let close = end_frame(reason);
                 state.phase = Phase::Closing(close.clone());
                 state.detached_at = Instant::now();
-                Registration::Closing {
-                    pending: Vec::new(),
-                    close,
-                }
+                Registration::Closing { pending: Vec::new(), close }
             }
         }
     }
@@ -342,11 +329,7 @@ impl Sessions {
     }
 
     /// The session named `id`, created with `create` when new.
-    pub(crate) fn get_or_create(
-        &self,
-        id: &str,
-        create: impl FnOnce() -> Arc<Session>,
-    ) -> Arc<SockJsSession> {
+    pub(crate) fn get_or_create(&self, id: &str, create: impl FnOnce() -> Arc<Session>) -> Arc<SockJsSession> {
         let mut map = self.map.lock();
         if let Some(session) = map.get(id) {
             return Arc::clone(session);
@@ -396,79 +379,49 @@ mod tests {
     #[tokio::test]
     async fn first_receiver_opens_second_is_refused() {
         let (core, sessions) = setup();
-        let Registration::Receiving(first) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(first) = open(&core, &sessions, "a") else { panic!() };
         assert!(first.opened);
-        assert!(matches!(
-            open(&core, &sessions, "a"),
-            Registration::AnotherOpen
-        ));
+        assert!(matches!(open(&core, &sessions, "a"), Registration::AnotherOpen));
         first.finish();
-        let Registration::Receiving(again) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(again) = open(&core, &sessions, "a") else { panic!() };
         assert!(!again.opened);
     }
 
     #[tokio::test]
     async fn close_is_repeated_until_timeout() {
         let (core, sessions) = setup();
-        let Registration::Receiving(r) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(r) = open(&core, &sessions, "a") else { panic!() };
         r.session().close(close_of(frame::GO_AWAY));
         r.finish();
         for _ in 0..2 {
-            let Registration::Closing { close, .. } = open(&core, &sessions, "a") else {
-                panic!()
-            };
+            let Registration::Closing { close, .. } = open(&core, &sessions, "a") else { panic!() };
             assert_eq!(&close[..], br#"c[3000,"Go away!"]"#);
         }
-        assert_eq!(
-            sessions
-                .sweep(
-                    Instant::now() + Duration::from_secs(6),
-                    Duration::from_secs(5)
-                )
-                .len(),
-            1
-        );
+        assert_eq!(sessions.sweep(Instant::now() + Duration::from_secs(6), Duration::from_secs(5)).len(), 1);
         assert_eq!(sessions.len(), 0);
     }
 
     #[tokio::test]
     async fn broken_receiver_interrupts_the_session() {
         let (core, sessions) = setup();
-        let Registration::Receiving(r) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(r) = open(&core, &sessions, "a") else { panic!() };
         drop(r);
-        let Registration::Closing { close, .. } = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Closing { close, .. } = open(&core, &sessions, "a") else { panic!() };
         assert_eq!(&close[..], br#"c[1002,"Connection interrupted"]"#);
     }
 
     #[tokio::test]
     async fn waiting_receiver_gets_messages_then_heartbeat() {
         let (core, sessions) = setup();
-        let Registration::Receiving(mut r) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(mut r) = open(&core, &sessions, "a") else { panic!() };
         let session = Arc::clone(r.session());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             session.core().push(crate::frame::quoted("hi"));
         });
-        let Next::Messages(frames) = r.next(16, Duration::from_secs(5)).await else {
-            panic!()
-        };
+        let Next::Messages(frames) = r.next(16, Duration::from_secs(5)).await else { panic!() };
         assert_eq!(frames.len(), 1);
-        assert!(matches!(
-            r.next(16, Duration::from_millis(30)).await,
-            Next::Heartbeat
-        ));
+        assert!(matches!(r.next(16, Duration::from_millis(30)).await, Next::Heartbeat));
         // Delivered frames were acknowledged: the outbox is empty.
         assert_eq!(r.session().core().outbox_size().0, 0);
         r.finish();
@@ -477,17 +430,13 @@ mod tests {
     #[tokio::test]
     async fn closing_wakes_a_waiting_receiver() {
         let (core, sessions) = setup();
-        let Registration::Receiving(mut r) = open(&core, &sessions, "a") else {
-            panic!()
-        };
+        let Registration::Receiving(mut r) = open(&core, &sessions, "a") else { panic!() };
         let session = Arc::clone(r.session());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             session.close(close_of(frame::GO_AWAY));
         });
-        let Next::Close(close) = r.next(16, Duration::from_secs(5)).await else {
-            panic!()
-        };
+        let Next::Close(close) = r.next(16, Duration::from_secs(5)).await else { panic!() };
         assert_eq!(&close[..], br#"c[3000,"Go away!"]"#);
         r.finish();
     }

@@ -47,20 +47,13 @@ impl HttpTransport {
 
     /// Whether one response carries many frames.
     pub fn is_streaming(&self) -> bool {
-        matches!(
-            self,
-            HttpTransport::XhrStreaming
-                | HttpTransport::EventSource
-                | HttpTransport::HtmlFile { .. }
-        )
+        matches!(self, HttpTransport::XhrStreaming | HttpTransport::EventSource | HttpTransport::HtmlFile { .. })
     }
 
     /// The response's content type.
     pub fn content_type(&self) -> &'static str {
         match self {
-            HttpTransport::XhrPolling
-            | HttpTransport::XhrStreaming
-            | HttpTransport::JsonpPolling { .. } => JAVASCRIPT,
+            HttpTransport::XhrPolling | HttpTransport::XhrStreaming | HttpTransport::JsonpPolling { .. } => JAVASCRIPT,
             HttpTransport::EventSource => "text/event-stream; charset=UTF-8",
             HttpTransport::HtmlFile { .. } => "text/html; charset=UTF-8",
         }
@@ -145,9 +138,7 @@ fn push_event_data(out: &mut Vec<u8>, frame: &[u8]) {
 pub fn valid_callback(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_CALLBACK_CHARS
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -161,31 +152,16 @@ mod tests {
     #[test]
     fn frames_as_each_transport_writes_them() {
         assert_eq!(text(&HttpTransport::XhrPolling, "o"), "o\n");
-        assert_eq!(
-            text(&HttpTransport::EventSource, r#"a["50%"]"#),
-            "data: a[\"50%25\"]\r\n\r\n"
-        );
-        let htmlfile = HttpTransport::HtmlFile {
-            callback: "cb".into(),
-        };
-        assert_eq!(
-            text(&htmlfile, r#"a["x"]"#),
-            "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n"
-        );
-        let jsonp = HttpTransport::JsonpPolling {
-            callback: "x".into(),
-        };
-        assert_eq!(
-            text(&jsonp, r#"c[3000,"Go away!"]"#),
-            "x(\"c[3000,\\\"Go away!\\\"]\");\r\n"
-        );
+        assert_eq!(text(&HttpTransport::EventSource, r#"a["50%"]"#), "data: a[\"50%25\"]\r\n\r\n");
+        let htmlfile = HttpTransport::HtmlFile { callback: "cb".into() };
+        assert_eq!(text(&htmlfile, r#"a["x"]"#), "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n");
+        let jsonp = HttpTransport::JsonpPolling { callback: "x".into() };
+        assert_eq!(text(&jsonp, r#"c[3000,"Go away!"]"#), "x(\"c[3000,\\\"Go away!\\\"]\");\r\n");
     }
 
     #[test]
     fn htmlfile_prelude_is_padded_past_a_kilobyte() {
-        let transport = HttpTransport::HtmlFile {
-            callback: "callback".into(),
-        };
+        let transport = HttpTransport::HtmlFile { callback: "callback".into() };
         let prelude = transport.prelude().unwrap();
         let page = std::str::from_utf8(&prelude).unwrap();
         assert!(page.len() > 1024);

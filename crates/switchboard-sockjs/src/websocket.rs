@@ -53,12 +53,10 @@ pub(crate) fn upgrade(
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
-                let limits =
-                    Limits::default().max_payload_len(Some(shared.upstream.max_body_bytes));
-                let ws = tokio_websockets::ServerBuilder::new()
-                    .limits(limits)
-                    .serve(TokioIo::new(upgraded));
-                let span = tracing::debug_span!("sockjs", prefix = %shared.services[service].prefix, transport = ?flavor);
+                let limits = Limits::default().max_payload_len(Some(shared.upstream.max_body_bytes));
+                let ws = tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded));
+                let span =
+                    tracing::debug_span!("sockjs", prefix = %shared.services[service].prefix, transport = ?flavor);
                 run(&shared, service, flavor, ws).instrument(span).await;
             }
             Err(e) => tracing::debug!(error = %e, "sockjs websocket upgrade failed"),
@@ -76,11 +74,10 @@ pub(crate) fn upgrade(
 /// RFC 6455 and its drafts hybi-07/08 (versions 7, 8, 13) share framing.
 fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
     let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                .unwrap_or(false)
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
     };
     if !has_token(header::UPGRADE, "websocket") {
         return Err("Can \"Upgrade\" only to \"WebSocket\".");
@@ -88,16 +85,11 @@ fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
     if !has_token(header::CONNECTION, "upgrade") {
         return Err("\"Connection\" must be \"Upgrade\".");
     }
-    let version = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes);
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes);
     if !matches!(version, Some(b"7" | b"8" | b"13")) {
         return Err("Only supported WebSocket protocol is RFC 6455.");
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .and_then(accept_value)
-        .ok_or("Not a valid websocket request")
+    headers.get(header::SEC_WEBSOCKET_KEY).and_then(accept_value).ok_or("Not a valid websocket request")
 }
 
 async fn run<S>(shared: &Shared, service_index: usize, flavor: Flavor, mut ws: WebSocketStream<S>)
@@ -133,12 +125,7 @@ where
     };
     if opened {
         service.on_open(&session);
-        let connection = Connection {
-            shared,
-            service_index,
-            flavor,
-            session: &session,
-        };
+        let connection = Connection { shared, service_index, flavor, session: &session };
         connection.serve(&mut attachment, &mut ws).await;
     }
     drop(attachment);
@@ -230,14 +217,7 @@ impl Connection<'_> {
         let service = &self.shared.services[self.service_index];
         for message in messages {
             if self.session.is_open() {
-                service
-                    .on_message(
-                        &self.shared.core,
-                        &self.shared.upstream,
-                        self.session.core(),
-                        &message,
-                    )
-                    .await;
+                service.on_message(&self.shared.core, &self.shared.upstream, self.session.core(), &message).await;
             }
         }
         true
@@ -271,11 +251,7 @@ impl Connection<'_> {
     }
 
     /// Sends the close frame (framed) and closes the WebSocket.
-    async fn close<S>(
-        &self,
-        ws: &mut WebSocketStream<S>,
-        close: Bytes,
-    ) -> Result<(), tokio_websockets::Error>
+    async fn close<S>(&self, ws: &mut WebSocketStream<S>, close: Bytes) -> Result<(), tokio_websockets::Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -296,9 +272,7 @@ impl Connection<'_> {
 
 /// The code and reason of a `c[code,"reason"]` frame.
 fn close_parts(close: &[u8]) -> (u16, String) {
-    let parsed = close
-        .strip_prefix(b"c")
-        .and_then(|json| serde_json::from_slice::<(u16, String)>(json).ok());
+    let parsed = close.strip_prefix(b"c").and_then(|json| serde_json::from_slice::<(u16, String)>(json).ok());
     parsed.unwrap_or((1000, "Normal closure".into()))
 }
 
@@ -323,15 +297,9 @@ mod tests {
 
     #[test]
     fn upgrade_checks_say_what_is_wrong() {
-        assert_eq!(
-            check_upgrade(&headers(&[])),
-            Err("Can \"Upgrade\" only to \"WebSocket\".")
-        );
+        assert_eq!(check_upgrade(&headers(&[])), Err("Can \"Upgrade\" only to \"WebSocket\"."));
         let no_connection = headers(&[("upgrade", "WebSocket"), ("connection", "close")]);
-        assert_eq!(
-            check_upgrade(&no_connection),
-            Err("\"Connection\" must be \"Upgrade\".")
-        );
+        assert_eq!(check_upgrade(&no_connection), Err("\"Connection\" must be \"Upgrade\"."));
         for version in ["7", "8", "13"] {
             let ok = headers(&[
                 ("upgrade", "websocket"),
@@ -345,10 +313,7 @@ mod tests {
 
     #[test]
     fn close_frames_split_into_code_and_reason() {
-        assert_eq!(
-            close_parts(br#"c[3000,"Go away!"]"#),
-            (3000, "Go away!".to_owned())
-        );
+        assert_eq!(close_parts(br#"c[3000,"Go away!"]"#), (3000, "Go away!".to_owned()));
         assert_eq!(close_parts(b"garbage").0, 1000);
     }
 }

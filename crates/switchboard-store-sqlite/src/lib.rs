@@ -148,7 +148,8 @@ fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Res
     let mut results = Vec::with_capacity(messages.len());
     let mut last_ids: HashMap<&str, u64> = HashMap::new();
     {
-        let mut find_cid = tx.prepare_cached("SELECT id, ts, name, data FROM messages WHERE room = ?1 AND user = ?2 AND cid = ?3")?;
+        let mut find_cid =
+            tx.prepare_cached("SELECT id, ts, name, data FROM messages WHERE room = ?1 AND user = ?2 AND cid = ?3")?;
         let mut last = tx.prepare_cached("SELECT last_id FROM rooms WHERE name = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, id, ts, user, name, data, cid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -262,7 +263,9 @@ impl Store for SqliteStore {
     fn count_after(&self, room: &str, after: u64) -> StoreFuture<'_, u64> {
         let room = room.to_owned();
         self.run(move |conn| {
-            conn.query_row("SELECT count(*) FROM messages WHERE room = ?1 AND id > ?2", params![room, after], |r| r.get(0))
+            conn.query_row("SELECT count(*) FROM messages WHERE room = ?1 AND id > ?2", params![room, after], |r| {
+                r.get(0)
+            })
         })
     }
 
@@ -301,7 +304,9 @@ impl Store for SqliteStore {
 
     fn remove_member(&self, room: &str, user: &str) -> StoreFuture<'_, ()> {
         let (room, user) = (room.to_owned(), user.to_owned());
-        self.run(move |conn| conn.execute("DELETE FROM members WHERE room = ?1 AND user = ?2", params![room, user]).map(drop))
+        self.run(move |conn| {
+            conn.execute("DELETE FROM members WHERE room = ?1 AND user = ?2", params![room, user]).map(drop)
+        })
     }
 
     fn is_member(&self, room: &str, user: &str) -> StoreFuture<'_, bool> {

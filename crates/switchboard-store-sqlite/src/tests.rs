@@ -76,10 +76,8 @@ async fn retention_by_count_keeps_newest_and_ids_never_reused() {
     for i in 0..20 {
         append(&store, message("r", &format!("{i}"), None)).unwrap();
     }
-    let dropped = store
-        .apply_retention(Retention { max_messages: 5, max_age: Duration::from_secs(3600) })
-        .await
-        .unwrap();
+    let dropped =
+        store.apply_retention(Retention { max_messages: 5, max_age: Duration::from_secs(3600) }).await.unwrap();
     assert_eq!(dropped, 15);
     let left = store.history("r", HistoryQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(left.iter().map(|m| m.id).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);

@@ -40,11 +40,7 @@ impl ChaosProxy {
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(accept_loop(listener, target, cut_every, counters.clone()));
-        Ok(Self {
-            addr,
-            counters,
-            task,
-        })
+        Ok(Self { addr, counters, task })
     }
 
     /// Where clients connect.
@@ -71,12 +67,7 @@ impl Drop for ChaosProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    target: SocketAddr,
-    cut_every: Range<Duration>,
-    counters: Arc<Counters>,
-) {
+async fn accept_loop(listener: TcpListener, target: SocketAddr, cut_every: Range<Duration>, counters: Arc<Counters>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -91,12 +82,7 @@ async fn accept_loop(
     }
 }
 
-async fn forward(
-    mut inbound: TcpStream,
-    target: SocketAddr,
-    lifetime: Duration,
-    counters: Arc<Counters>,
-) {
+async fn forward(mut inbound: TcpStream, target: SocketAddr, lifetime: Duration, counters: Arc<Counters>) {
     let Ok(mut outbound) = TcpStream::connect(target).await else {
         return;
     };

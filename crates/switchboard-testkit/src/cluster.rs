@@ -59,20 +59,12 @@ fn next_number() -> u64 {
 
 /// A key prefix no other test (in this or another process) uses.
 pub fn unique_prefix(test: &str) -> String {
-    format!(
-        "sbtest:{test}:{}:{}:{:08x}:",
-        std::process::id(),
-        next_number(),
-        rand::random::<u32>()
-    )
+    format!("sbtest:{test}:{}:{}:{:08x}:", std::process::id(), next_number(), rand::random::<u32>())
 }
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral loopback port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("an ephemeral loopback port")
 }
 
 /// The whole history of `room` through the HTTP API of the node at `api`,
@@ -81,9 +73,7 @@ pub async fn full_history(api: &Api, room: &str) -> anyhow::Result<Vec<Value>> {
     let mut all: Vec<Value> = Vec::new();
     loop {
         let after = all.last().and_then(|m| m["id"].as_u64()).unwrap_or(0);
-        let page = api
-            .history(room, &format!("after={after}&limit={HISTORY_PAGE}"))
-            .await?;
+        let page = api.history(room, &format!("after={after}&limit={HISTORY_PAGE}")).await?;
         let done = page.len() < HISTORY_PAGE;
         all.extend(page);
         if done {
@@ -100,19 +90,13 @@ pub async fn new_session(addr: SocketAddr, user: &str) -> anyhow::Result<(String
     let response = HttpRequest::get(path).send(addr).await?;
     let status = response.status.as_u16();
     let body = response.text().await?;
-    anyhow::ensure!(
-        status == 200,
-        "new session of {user} on {addr}: HTTP {status} {body}"
-    );
+    anyhow::ensure!(status == 200, "new session of {user} on {addr}: HTTP {status} {body}");
     let frames: Vec<Value> = serde_json::from_str(&body)?;
     let welcome = match frames.as_slice() {
         [welcome] if welcome["type"] == "welcome" => welcome,
         _ => anyhow::bail!("a new poll session must answer [welcome], got {body}"),
     };
-    anyhow::ensure!(
-        welcome["user"] == user,
-        "session of {user} welcomed as {welcome}"
-    );
+    anyhow::ensure!(welcome["user"] == user, "session of {user} welcomed as {welcome}");
     let field = |k: &str| welcome[k].as_str().unwrap_or_default().to_owned();
     Ok((field("sid"), field("id")))
 }

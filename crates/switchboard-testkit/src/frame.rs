@@ -10,9 +10,8 @@ use std::fmt;
 use serde_json::Value;
 
 /// The sequenced frame types of `docs/protocol.md` §1.1.
-pub const DOCUMENTED_SEQUENCED_TYPES: [&str; 10] = [
-    "msg", "ack", "presence", "typing", "read", "history", "who", "rooms", "echo", "error",
-];
+pub const DOCUMENTED_SEQUENCED_TYPES: [&str; 10] =
+    ["msg", "ack", "presence", "typing", "read", "history", "who", "rooms", "echo", "error"];
 /// Sequenced frames the server sends of its own accord about a room or the
 /// user (§1.1, §7), not in answer to a frame of this session: delivery
 /// tests step over them (their `seq` is still checked).
@@ -30,8 +29,8 @@ pub struct Frame {
 impl Frame {
     /// Parses one frame from the exact text the server sent.
     pub fn parse(raw: &str) -> anyhow::Result<Self> {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| anyhow::anyhow!("frame is not JSON ({e}): {raw:?}"))?;
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| anyhow::anyhow!("frame is not JSON ({e}): {raw:?}"))?;
         Self::from_value_raw(value, raw.to_owned())
     }
 
@@ -43,10 +42,7 @@ impl Frame {
     }
 
     fn from_value_raw(value: Value, raw: String) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            value.get("type").and_then(Value::as_str).is_some(),
-            "frame has no string `type`: {raw}"
-        );
+        anyhow::ensure!(value.get("type").and_then(Value::as_str).is_some(), "frame has no string `type`: {raw}");
         Ok(Self { value, raw })
     }
 
@@ -93,11 +89,8 @@ impl Frame {
     /// True for a frame of a type the protocol document does not list.
     /// `frame_vocabulary.rs` reports them; other tests step over them.
     pub fn is_extension(&self) -> bool {
-        let documented: &[&str] = if self.seq().is_some() {
-            &DOCUMENTED_SEQUENCED_TYPES
-        } else {
-            &DOCUMENTED_CONTROL_TYPES
-        };
+        let documented: &[&str] =
+            if self.seq().is_some() { &DOCUMENTED_SEQUENCED_TYPES } else { &DOCUMENTED_CONTROL_TYPES };
         !documented.contains(&self.typ())
     }
 

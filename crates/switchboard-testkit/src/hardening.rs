@@ -86,11 +86,7 @@ impl Bystander {
     pub async fn login(addr: SocketAddr, login: &Login, room: &str) -> anyhow::Result<Self> {
         let mut client = ChatClient::login(addr, login).await?;
         client.join(room).await?;
-        Ok(Self {
-            client,
-            room: room.to_owned(),
-            sent: 0,
-        })
+        Ok(Self { client, room: room.to_owned(), sent: 0 })
     }
 
     /// Publishes one message and receives both its ack and the message
@@ -98,10 +94,7 @@ impl Bystander {
     pub async fn check(&mut self) -> anyhow::Result<()> {
         self.sent += 1;
         let n = self.sent;
-        let id = self
-            .client
-            .publish(&self.room, json!({"bystander": n}))
-            .await?;
+        let id = self.client.publish(&self.room, json!({"bystander": n})).await?;
         loop {
             let frame = self.client.next().await?;
             if frame.typ() == "msg" && frame.u64("id") == Some(id) {
@@ -120,11 +113,7 @@ impl Bystander {
 /// Writes `request` on a fresh connection, then reads until the server
 /// closes it or `wait` passes; returns what was read and whether the server
 /// closed the connection (EOF or reset) within `wait`.
-pub async fn raw_exchange(
-    addr: SocketAddr,
-    request: &[u8],
-    wait: Duration,
-) -> anyhow::Result<(Vec<u8>, bool)> {
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> anyhow::Result<(Vec<u8>, bool)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
     read_until_closed(&mut stream, wait).await
@@ -132,10 +121,7 @@ pub async fn raw_exchange(
 
 /// Reads until EOF/reset or `wait`; returns the bytes and whether the peer
 /// closed.
-pub async fn read_until_closed(
-    stream: &mut TcpStream,
-    wait: Duration,
-) -> anyhow::Result<(Vec<u8>, bool)> {
+pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> anyhow::Result<(Vec<u8>, bool)> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -183,10 +169,7 @@ impl StalledSocket {
         let head = read_head(&mut stream).await?;
         anyhow::ensure!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
         let text = read_ws_text(&mut stream).await?;
-        Ok(Self {
-            stream,
-            welcome: Frame::parse(&text)?,
-        })
+        Ok(Self { stream, welcome: Frame::parse(&text)? })
     }
 
     /// An NDJSON stream (`/v1/stream{query}`) with a tiny receive buffer;
@@ -200,24 +183,14 @@ impl StalledSocket {
         let mut byte = [0u8; 1];
         let deadline = Instant::now() + Duration::from_secs(5);
         while !raw.ends_with(b"}\n") {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no welcome line: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-            anyhow::ensure!(
-                stream.read(&mut byte).await? == 1,
-                "stream ended before the welcome"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "no welcome line: {:?}", String::from_utf8_lossy(&raw));
+            anyhow::ensure!(stream.read(&mut byte).await? == 1, "stream ended before the welcome");
             raw.push(byte[0]);
         }
         let text = String::from_utf8_lossy(&raw).into_owned();
         anyhow::ensure!(text.starts_with("HTTP/1.1 200"), "stream refused: {text}");
         let line = text.rsplit("\r\n").next().unwrap_or_default().trim();
-        Ok(Self {
-            stream,
-            welcome: Frame::parse(line)?,
-        })
+        Ok(Self { stream, welcome: Frame::parse(line)? })
     }
 
     /// The session id of the welcome.
@@ -233,11 +206,7 @@ impl StalledSocket {
 }
 
 async fn small_buffer_connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // Set before connect so the advertised window starts small.
     socket.set_recv_buffer_size(4096)?;
     Ok(socket.connect(addr).await?)
@@ -248,10 +217,7 @@ async fn read_head(stream: &mut TcpStream) -> anyhow::Result<String> {
     let mut byte = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
         anyhow::ensure!(raw.len() < 16 * 1024, "response head too long");
-        anyhow::ensure!(
-            stream.read(&mut byte).await? == 1,
-            "connection closed in the response head"
-        );
+        anyhow::ensure!(stream.read(&mut byte).await? == 1, "connection closed in the response head");
         raw.push(byte[0]);
     }
     Ok(String::from_utf8_lossy(&raw).into_owned())
@@ -261,11 +227,7 @@ async fn read_head(stream: &mut TcpStream) -> anyhow::Result<String> {
 async fn read_ws_text(stream: &mut TcpStream) -> anyhow::Result<String> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).await?;
-    anyhow::ensure!(
-        head[0] & 0x0f == 1,
-        "expected a text frame, opcode {}",
-        head[0] & 0x0f
-    );
+    anyhow::ensure!(head[0] & 0x0f == 1, "expected a text frame, opcode {}", head[0] & 0x0f);
     let len = match head[1] & 0x7f {
         126 => {
             let mut b = [0u8; 2];
@@ -313,12 +275,7 @@ impl KeepAlive {
     /// One request on the open connection (opened first if need be); the
     /// connection is dropped on any error, so the next request opens a new
     /// one. An error of kind `ConnectionRefused` means nobody listens.
-    pub async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> std::io::Result<(u16, Vec<u8>)> {
+    pub async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         let result = self.exchange(method, path, body).await;
         if result.is_err() {
             self.stream = None;
@@ -326,19 +283,11 @@ impl KeepAlive {
         result
     }
 
-    async fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> std::io::Result<(u16, Vec<u8>)> {
+    async fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         use tokio::io::AsyncBufReadExt;
-        let bad =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
         if self.stream.is_none() {
-            self.stream = Some(tokio::io::BufReader::new(
-                TcpStream::connect(self.addr).await?,
-            ));
+            self.stream = Some(tokio::io::BufReader::new(TcpStream::connect(self.addr).await?));
         }
         let stream = self.stream.as_mut().expect("connected above");
         let head = format!(
@@ -352,11 +301,7 @@ impl KeepAlive {
         if stream.read_line(&mut status_line).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("status line"))?;
+        let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status line"))?;
         let mut length = None;
         let mut close = false;
         loop {
@@ -371,9 +316,7 @@ impl KeepAlive {
                 let value = value.trim();
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.parse::<usize>().ok();
-                } else if name.eq_ignore_ascii_case("connection")
-                    && value.eq_ignore_ascii_case("close")
-                {
+                } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
                     close = true;
                 }
             }
@@ -420,9 +363,7 @@ impl ServerProcess {
     /// Starts `binary serve --listen 127.0.0.1:PORT` with `env` set
     /// (`SWITCHBOARD_*` variables), and waits until it accepts connections.
     pub async fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = Command::new(binary);
         command
@@ -442,10 +383,7 @@ impl ServerProcess {
             if let Some(status) = process.child.try_wait()? {
                 anyhow::bail!("the server exited at start: {status}");
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the server did not listen on {addr} within 15 s"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "the server did not listen on {addr} within 15 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -457,9 +395,7 @@ impl ServerProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()?;
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed: {status}");
         Ok(())
     }

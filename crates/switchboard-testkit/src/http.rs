@@ -34,12 +34,7 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// A request with any method; `path` includes the query.
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Self {
-            method,
-            path: path.into(),
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
+        Self { method, path: path.into(), headers: Vec::new(), body: Bytes::new() }
     }
 
     /// `GET path`.
@@ -49,9 +44,7 @@ impl HttpRequest {
 
     /// `POST path` with a `text/plain` body, as §3 recommends.
     pub fn post(path: impl Into<String>, body: impl Into<Bytes>) -> Self {
-        Self::new(Method::POST, path)
-            .header("content-type", "text/plain;charset=UTF-8")
-            .body(body)
+        Self::new(Method::POST, path).header("content-type", "text/plain;charset=UTF-8").body(body)
     }
 
     /// `OPTIONS path`.
@@ -91,36 +84,25 @@ impl HttpRequest {
     pub async fn send(self, addr: SocketAddr) -> anyhow::Result<HttpResponse> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         // If this future is dropped before the response head arrives (a test
         // giving up on a held long poll), the guard closes the connection.
         let mut guard = AbortOnDrop(Some(tokio::spawn(async move {
             let _ = conn.await;
         })));
-        let mut builder = http::Request::builder()
-            .method(self.method)
-            .uri(self.path)
-            .header("host", addr.to_string());
+        let mut builder = http::Request::builder().method(self.method).uri(self.path).header("host", addr.to_string());
         for (name, value) in self.headers {
             builder = builder.header(name, value);
         }
         let request = builder.body(Full::new(self.body))?;
-        let response =
-            match tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(request)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => anyhow::bail!("no response head within {RESPONSE_HEAD_TIMEOUT:?}"),
-            };
+        let response = match tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => anyhow::bail!("no response head within {RESPONSE_HEAD_TIMEOUT:?}"),
+        };
         let connection = guard.0.take().expect("connection task");
         let (parts, body) = response.into_parts();
-        Ok(HttpResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            done: false,
-            connection,
-        })
+        Ok(HttpResponse { status: parts.status, headers: parts.headers, body, done: false, connection })
     }
 }
 
@@ -139,12 +121,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// One header as text; `None` when absent (or several, joined by `, `).
     pub fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let values: Vec<&str> = self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
         (!values.is_empty()).then(|| values.join(", "))
     }
 

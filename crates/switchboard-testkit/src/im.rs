@@ -57,26 +57,17 @@ impl Login {
 
     /// Development mode: the nickname (and user id) `name`.
     pub fn name(name: &str) -> Self {
-        Self {
-            name: Some(name.to_owned()),
-            ..Self::default()
-        }
+        Self { name: Some(name.to_owned()), ..Self::default() }
     }
 
     /// A JWT in the `token` query parameter.
     pub fn token(token: &str) -> Self {
-        Self {
-            token: Some(token.to_owned()),
-            ..Self::default()
-        }
+        Self { token: Some(token.to_owned()), ..Self::default() }
     }
 
     /// A JWT in an `Authorization: Bearer` header.
     pub fn bearer(token: &str) -> Self {
-        Self {
-            bearer: Some(token.to_owned()),
-            ..Self::default()
-        }
+        Self { bearer: Some(token.to_owned()), ..Self::default() }
     }
 
     /// The same credentials, resuming session `sid` after `last`.
@@ -156,11 +147,7 @@ impl ChatClient {
     /// An attachment that the server must refuse; fails if it is welcomed.
     pub async fn refused(addr: SocketAddr, login: &Login) -> anyhow::Result<Refusal> {
         match Self::open(addr, login).await? {
-            Ok(client) => anyhow::bail!(
-                "attachment {} was accepted: {}",
-                login.query(),
-                client.welcome
-            ),
+            Ok(client) => anyhow::bail!("attachment {} was accepted: {}", login.query(), client.welcome),
             Err(refusal) => Ok(refusal),
         }
     }
@@ -188,25 +175,11 @@ impl ChatClient {
             // never hit by accident.
             let n = CLIENTS.fetch_add(1, Ordering::Relaxed);
             let prefix = format!("{}.{n}", first.str("user").unwrap_or("c"));
-            return Ok(Ok(Self {
-                socket,
-                last: login.last,
-                welcome: first,
-                queued: VecDeque::new(),
-                cids: 0,
-                prefix,
-            }));
+            return Ok(Ok(Self { socket, last: login.last, welcome: first, queued: VecDeque::new(), cids: 0, prefix }));
         }
-        anyhow::ensure!(
-            first.typ() == "close",
-            "expected welcome or close first on {url}, got {first}"
-        );
+        anyhow::ensure!(first.typ() == "close", "expected welcome or close first on {url}, got {first}");
         let (ws_close, ws_reason) = socket_end(&mut socket, &first).await?;
-        Ok(Err(Refusal {
-            close: first,
-            ws_close,
-            ws_reason,
-        }))
+        Ok(Err(Refusal { close: first, ws_close, ws_reason }))
     }
 
     /// The `welcome` frame.
@@ -308,11 +281,8 @@ impl ChatClient {
     /// Publishes `data` to `room`; returns the stored message id from the
     /// ack.
     pub async fn publish(&mut self, room: &str, data: Value) -> anyhow::Result<u64> {
-        let ack = self
-            .acked(json!({"type": "publish", "room": room, "data": data}))
-            .await?;
-        ack.u64("id")
-            .ok_or_else(|| anyhow::anyhow!("publish ack without a message id: {ack}"))
+        let ack = self.acked(json!({"type": "publish", "room": room, "data": data})).await?;
+        ack.u64("id").ok_or_else(|| anyhow::anyhow!("publish ack without a message id: {ack}"))
     }
 
     /// Publishes every value of `data` to `room`, as one WebSocket message
@@ -320,11 +290,7 @@ impl ChatClient {
     /// order (`ack` or `error`). Frames that arrive meanwhile (the session's
     /// own `msg`s among them) are dropped and acknowledged, so the outbox
     /// never fills.
-    pub async fn publish_all(
-        &mut self,
-        room: &str,
-        data: Vec<Value>,
-    ) -> anyhow::Result<Vec<Frame>> {
+    pub async fn publish_all(&mut self, room: &str, data: Vec<Value>) -> anyhow::Result<Vec<Frame>> {
         let mut answers = Vec::with_capacity(data.len());
         for chunk in data.chunks(100) {
             let mut frames = Vec::with_capacity(chunk.len());
@@ -367,17 +333,10 @@ impl ChatClient {
     /// A `who` query; returns the user ids present, as listed.
     pub async fn who(&mut self, room: &str) -> anyhow::Result<Vec<String>> {
         let answer = self.request(json!({"type": "who", "room": room})).await?;
-        anyhow::ensure!(
-            answer.typ() == "who" && answer.str("room") == Some(room),
-            "who {room} answered {answer}"
-        );
-        let users = answer.value()["users"]
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("who answer without users: {answer}"))?;
-        Ok(users
-            .iter()
-            .map(|u| u["user"].as_str().unwrap_or_default().to_owned())
-            .collect())
+        anyhow::ensure!(answer.typ() == "who" && answer.str("room") == Some(room), "who {room} answered {answer}");
+        let users =
+            answer.value()["users"].as_array().ok_or_else(|| anyhow::anyhow!("who answer without users: {answer}"))?;
+        Ok(users.iter().map(|u| u["user"].as_str().unwrap_or_default().to_owned()).collect())
     }
 
     /// A `rooms` query; returns the `rooms` array.
@@ -391,8 +350,7 @@ impl ChatClient {
     /// `echo` sent now: what happened "so far", without sleeping.
     pub async fn sync(&mut self) -> anyhow::Result<Vec<Frame>> {
         let cid = self.next_cid();
-        self.send(&json!({"type": "echo", "data": "sync", "cid": cid}))
-            .await?;
+        self.send(&json!({"type": "echo", "data": "sync", "cid": cid})).await?;
         let mut before: Vec<Frame> = Vec::new();
         loop {
             let frame = self.next().await?;
@@ -471,19 +429,12 @@ impl ChatClient {
         loop {
             let read = tokio::time::timeout(FRAME_TIMEOUT, read_frame(&mut self.socket))
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!("{} waited {FRAME_TIMEOUT:?} for {waiting_for}", self.user())
-                })??;
+                .map_err(|_| anyhow::anyhow!("{} waited {FRAME_TIMEOUT:?} for {waiting_for}", self.user()))??;
             match read {
                 Read::Frame(frame) if frame.typ() == "ping" => continue,
                 Read::Frame(frame) => {
                     if let Some(seq) = frame.seq() {
-                        anyhow::ensure!(
-                            seq > self.last,
-                            "{}: seq {seq} after {} in {frame}",
-                            self.user(),
-                            self.last
-                        );
+                        anyhow::ensure!(seq > self.last, "{}: seq {seq} after {} in {frame}", self.user(), self.last);
                         self.last = seq;
                     }
                     return Ok(frame);
@@ -507,19 +458,13 @@ pub fn rooms_of(frame: &Frame) -> anyhow::Result<Vec<Value>> {
 
 /// The entry of `room` in a `rooms` array.
 pub fn room_entry<'a>(rooms: &'a [Value], room: &str) -> anyhow::Result<&'a Value> {
-    rooms
-        .iter()
-        .find(|r| r["room"] == room)
-        .ok_or_else(|| anyhow::anyhow!("room {room} missing from {rooms:?}"))
+    rooms.iter().find(|r| r["room"] == room).ok_or_else(|| anyhow::anyhow!("room {room} missing from {rooms:?}"))
 }
 
 fn is_answer(frame: &Frame, cid: &str) -> bool {
     frame.seq().is_some()
         && frame.cid() == Some(cid)
-        && matches!(
-            frame.typ(),
-            "ack" | "error" | "echo" | "history" | "who" | "rooms"
-        )
+        && matches!(frame.typ(), "ack" | "error" | "echo" | "history" | "who" | "rooms")
 }
 
 /// After a `close` frame the WebSocket must end, with nothing else: its
@@ -566,28 +511,18 @@ pub struct Api {
 impl Api {
     /// Calls with `Authorization: Bearer key` (none when `key` is `None`).
     pub fn new(addr: SocketAddr, key: Option<&str>) -> Self {
-        Self {
-            addr,
-            key: key.map(str::to_owned),
-        }
+        Self { addr, key: key.map(str::to_owned) }
     }
 
     /// One request; `path` is below `/api/v1` and includes the query.
     /// Returns the status and the body (JSON, `Null` when empty).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let mut request = HttpRequest::new(method.clone(), format!("/api/v1{path}"));
         if let Some(key) = &self.key {
             request = request.header("authorization", &format!("Bearer {key}"));
         }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
+            request = request.header("content-type", "application/json").body(body.to_string());
         }
         let response = request.send(self.addr).await?;
         let status = response.status.as_u16();
@@ -595,9 +530,8 @@ impl Api {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{method} {path} answered {status} with non-JSON ({e}): {text:?}")
-            })?
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{method} {path} answered {status} with non-JSON ({e}): {text:?}"))?
         };
         Ok((status, body))
     }
@@ -657,15 +591,10 @@ pub fn ids(messages: &[Value]) -> Vec<u64> {
 /// Waits until session `sid` has ended (its grace ran out): `POST
 /// /v1/send` with a bare `ack` (which neither attaches nor answers) is
 /// refused with 404. Fails after `grace` plus five seconds.
-pub async fn wait_session_ended(
-    addr: SocketAddr,
-    sid: &str,
-    grace: Duration,
-) -> anyhow::Result<()> {
+pub async fn wait_session_ended(addr: SocketAddr, sid: &str, grace: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + grace + Duration::from_secs(5);
     loop {
-        let (status, body) =
-            crate::upstream::post_send(addr, sid, r#"{"type":"ack","seq":0}"#, None).await?;
+        let (status, body) = crate::upstream::post_send(addr, sid, r#"{"type":"ack","seq":0}"#, None).await?;
         match status {
             404 => return Ok(()),
             200 if Instant::now() < deadline => {
@@ -680,21 +609,15 @@ pub async fn wait_session_ended(
 /// The text of `GET /metrics` (which must answer 200).
 pub async fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<String> {
     let response = HttpRequest::get("/metrics").send(addr).await?;
-    anyhow::ensure!(
-        response.status == 200,
-        "/metrics answered {}",
-        response.status
-    );
+    anyhow::ensure!(response.status == 200, "/metrics answered {}", response.status);
     response.text().await
 }
 
 /// The value of the sample `series` (a metric name with its labels exactly
 /// as exposed, e.g. `switchboard_connections{transport="ws"}`), if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
+    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
 }

@@ -46,9 +46,7 @@ pub mod upstream;
 pub use serde_json::{self, json};
 
 pub use chaos::ChaosProxy;
-pub use downstream::{
-    next_documented, next_non_ping, Attach, Downstream, Ended, Refused, Transport,
-};
+pub use downstream::{next_documented, next_non_ping, Attach, Downstream, Ended, Refused, Transport};
 pub use frame::Frame;
 pub use http::{HttpRequest, HttpResponse};
 pub use resuming::{DeliveryReport, ResumingClient, SessionClosed};

@@ -58,10 +58,7 @@ impl DeliveryReport {
     /// True when nothing was lost, repeated or malformed (gaps count: a test
     /// that expects gaps reads [`DeliveryReport::gaps`] instead).
     pub fn is_clean(&self) -> bool {
-        self.duplicates.is_empty()
-            && self.skipped.is_empty()
-            && self.gaps.is_empty()
-            && self.other.is_empty()
+        self.duplicates.is_empty() && self.skipped.is_empty() && self.gaps.is_empty() && self.other.is_empty()
     }
 }
 
@@ -128,9 +125,7 @@ impl ResumingClient {
             }
             tokio::time::sleep(REATTACH_PAUSE).await;
         }
-        Err(last_error
-            .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-            .context("could not create a session"))
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no attempt made")).context("could not create a session"))
     }
 
     async fn try_create(addr: SocketAddr, transport: Transport) -> anyhow::Result<Self> {
@@ -140,10 +135,7 @@ impl ResumingClient {
             welcome.typ() == "welcome",
             "a new session on {transport} did not start with welcome: {welcome}"
         );
-        anyhow::ensure!(
-            welcome.bool("resumed") == Some(false),
-            "new session welcome: {welcome}"
-        );
+        anyhow::ensure!(welcome.bool("resumed") == Some(false), "new session welcome: {welcome}");
         let sid = welcome.str("sid").unwrap_or_default().to_owned();
         let id = welcome.str("id").unwrap_or_default().to_owned();
         Ok(Self {
@@ -157,10 +149,7 @@ impl ResumingClient {
             fresh_attachment: false,
             acked: 0,
             acked_at: Instant::now(),
-            report: DeliveryReport {
-                attachments: 1,
-                ..DeliveryReport::default()
-            },
+            report: DeliveryReport { attachments: 1, ..DeliveryReport::default() },
             resume_when_superseded: false,
         })
     }
@@ -280,10 +269,7 @@ impl ResumingClient {
     async fn handle(&mut self, frame: Frame) -> anyhow::Result<Option<Frame>> {
         let first = std::mem::take(&mut self.fresh_attachment);
         if first && self.transport.is_streaming() && frame.typ() != "welcome" {
-            self.report.other.push(format!(
-                "{} resume did not start with welcome: {frame}",
-                self.transport
-            ));
+            self.report.other.push(format!("{} resume did not start with welcome: {frame}", self.transport));
         }
         if let Some(seq) = frame.seq() {
             if seq <= self.last {
@@ -309,10 +295,7 @@ impl ResumingClient {
                     && frame.str("id") == Some(self.id.as_str())
                     && frame.bool("resumed") == Some(true);
                 if !ok {
-                    self.report.other.push(format!(
-                        "unexpected welcome on a {} resume: {frame}",
-                        self.transport
-                    ));
+                    self.report.other.push(format!("unexpected welcome on a {} resume: {frame}", self.transport));
                 }
                 Ok(None)
             }
@@ -326,9 +309,7 @@ impl ResumingClient {
                 let to = frame.u64("to").unwrap_or_default();
                 self.report.gaps.push((from, to));
                 if to <= self.last || from > to {
-                    self.report
-                        .other
-                        .push(format!("stale or empty gap: {frame}"));
+                    self.report.other.push(format!("stale or empty gap: {frame}"));
                     return Ok(None);
                 }
                 if from != self.last + 1 {

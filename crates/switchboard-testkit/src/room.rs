@@ -27,10 +27,7 @@ pub async fn create_session(addr: SocketAddr) -> anyhow::Result<(String, String)
         "a new poll session must answer [welcome], got {frames:?}"
     );
     let welcome = &frames[0];
-    Ok((
-        welcome.str("sid").unwrap_or_default().to_owned(),
-        welcome.str("id").unwrap_or_default().to_owned(),
-    ))
+    Ok((welcome.str("sid").unwrap_or_default().to_owned(), welcome.str("id").unwrap_or_default().to_owned()))
 }
 
 /// The payload of the `n`th numbered message.
@@ -65,9 +62,8 @@ impl Publisher {
 
     /// Publishes `{"n": n}` for every `n` in `range`, [`BATCH`] per request.
     pub async fn publish_numbered(&self, room: &str, range: Range<u64>) -> anyhow::Result<()> {
-        let frames: Vec<Value> = range
-            .map(|n| json!({ "type": "publish", "room": room, "data": numbered(n) }))
-            .collect();
+        let frames: Vec<Value> =
+            range.map(|n| json!({ "type": "publish", "room": room, "data": numbered(n) })).collect();
         for batch in frames.chunks(BATCH) {
             self.upstream.send(batch.to_vec()).await?;
         }
@@ -97,15 +93,8 @@ impl Subscriber {
         let sid = welcome.str("sid").unwrap_or_default().to_owned();
         let id = welcome.str("id").unwrap_or_default().to_owned();
         let upstream = Upstream::new(addr, &sid).with_prefix("sub");
-        let mut subscriber = Self {
-            addr,
-            room: room.to_owned(),
-            downstream: Some(downstream),
-            sid,
-            id,
-            last: 0,
-            upstream,
-        };
+        let mut subscriber =
+            Self { addr, room: room.to_owned(), downstream: Some(downstream), sid, id, last: 0, upstream };
         let cid = subscriber.upstream.join(room).await?;
         let ack = subscriber.next_sequenced().await?;
         anyhow::ensure!(
@@ -148,16 +137,11 @@ impl Subscriber {
     /// Attaches over `transport` with `sid` + `last`. A streaming transport
     /// must start with `welcome` (`resumed: true`, same `sid` and `id`).
     pub async fn resume(&mut self, transport: Transport) -> anyhow::Result<()> {
-        self.resume_with(transport, Attach::new(Some(&self.sid), self.last))
-            .await
+        self.resume_with(transport, Attach::new(Some(&self.sid), self.last)).await
     }
 
     /// [`Subscriber::resume`] with explicit attachment options.
-    pub async fn resume_with(
-        &mut self,
-        transport: Transport,
-        attach: Attach,
-    ) -> anyhow::Result<()> {
+    pub async fn resume_with(&mut self, transport: Transport, attach: Attach) -> anyhow::Result<()> {
         self.downstream = None;
         let mut downstream = transport.attach_with(self.addr, &attach).await?;
         if transport.is_streaming() {
@@ -191,11 +175,7 @@ impl Subscriber {
                 seq == self.last + 1,
                 "expected seq {}, got {frame} (a {})",
                 self.last + 1,
-                if seq <= self.last {
-                    "duplicate"
-                } else {
-                    "skip"
-                }
+                if seq <= self.last { "duplicate" } else { "skip" }
             );
             self.last = seq;
             if frame.is_incidental() {
@@ -243,9 +223,8 @@ impl Subscriber {
 
 /// Checks the `welcome` of a new session (§1.2).
 pub fn check_new_welcome(welcome: &Frame) -> anyhow::Result<()> {
-    let hex = |s: Option<&str>, len: usize| {
-        s.is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
+    let hex =
+        |s: Option<&str>, len: usize| s.is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()));
     anyhow::ensure!(
         welcome.typ() == "welcome"
             && hex(welcome.str("sid"), 32)

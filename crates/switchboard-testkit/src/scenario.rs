@@ -56,11 +56,7 @@ pub async fn resumes_after_cut(transport: Transport) -> anyhow::Result<()> {
 /// echo a frame over a WebSocket. Tests call it after feeding bad input.
 pub async fn assert_serving(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let response = crate::http::HttpRequest::get("/healthz").send(addr).await?;
-    anyhow::ensure!(
-        response.status == 200,
-        "/healthz answered {}",
-        response.status
-    );
+    anyhow::ensure!(response.status == 200, "/healthz answered {}", response.status);
     let body = response.text().await?;
     anyhow::ensure!(body.trim() == "ok", "/healthz body {body:?}");
 
@@ -68,13 +64,10 @@ pub async fn assert_serving(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut ws = crate::downstream::WsDownstream::connect(addr, &attach).await?;
     let welcome = ws.next().await?;
     crate::room::check_new_welcome(&welcome)?;
-    ws.send_text(r#"{"type":"echo","data":"still here","cid":"alive"}"#)
-        .await?;
+    ws.send_text(r#"{"type":"echo","data":"still here","cid":"alive"}"#).await?;
     let echo = crate::downstream::next_non_ping(&mut ws).await?;
     anyhow::ensure!(
-        echo.typ() == "echo"
-            && echo.cid() == Some("alive")
-            && echo.data() == Some(&"still here".into()),
+        echo.typ() == "echo" && echo.cid() == Some("alive") && echo.data() == Some(&"still here".into()),
         "echo answered {echo}"
     );
     Ok(())
@@ -89,18 +82,9 @@ pub async fn assert_session_unknown(
     sid: &str,
 ) -> anyhow::Result<crate::frame::Frame> {
     let context = || format!("{transport} attach to unknown sid {sid}");
-    let mut downstream = transport
-        .attach(addr, Some(sid), 0)
-        .await
-        .map_err(|e| e.context(context()))?;
-    let frame = crate::downstream::next_non_ping(downstream.as_mut())
-        .await
-        .map_err(|e| e.context(context()))?;
-    anyhow::ensure!(
-        frame.is_close(4004),
-        "{}: expected close 4004, got {frame}",
-        context()
-    );
+    let mut downstream = transport.attach(addr, Some(sid), 0).await.map_err(|e| e.context(context()))?;
+    let frame = crate::downstream::next_non_ping(downstream.as_mut()).await.map_err(|e| e.context(context()))?;
+    anyhow::ensure!(frame.is_close(4004), "{}: expected close 4004, got {frame}", context());
     Ok(frame)
 }
 
@@ -115,10 +99,6 @@ pub async fn assert_sessions_unknown(addr: std::net::SocketAddr, sid: &str) -> a
             wrong.push(format!("{transport}: {close}"));
         }
     }
-    anyhow::ensure!(
-        wrong.is_empty(),
-        "close 4004 must say reconnect:false, got:\n{}",
-        wrong.join("\n")
-    );
+    anyhow::ensure!(wrong.is_empty(), "close 4004 must say reconnect:false, got:\n{}", wrong.join("\n"));
     Ok(())
 }

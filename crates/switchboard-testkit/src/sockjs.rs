@@ -47,9 +47,7 @@ pub async fn start(heartbeat: Duration, disconnect_delay: Duration) -> TestServe
 
 /// `POST path` with a `text/plain` body.
 pub async fn post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<HttpResponse> {
-    HttpRequest::post(path.to_owned(), body.to_owned())
-        .send(addr)
-        .await
+    HttpRequest::post(path.to_owned(), body.to_owned()).send(addr).await
 }
 
 /// `POST path`: status and whole body.
@@ -66,10 +64,7 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
 
 /// The content type without spaces (the suite compares it so).
 pub fn content_type(response: &HttpResponse) -> String {
-    response
-        .header("content-type")
-        .unwrap_or_default()
-        .replace(' ', "")
+    response.header("content-type").unwrap_or_default().replace(' ', "")
 }
 
 /// The answer forbids every cache and says nothing of expiry.
@@ -80,16 +75,8 @@ pub fn assert_not_cached(response: &HttpResponse) {
 
 /// The answer allows `origin` with credentials.
 pub fn assert_cors(response: &HttpResponse, origin: &str) {
-    assert_eq!(
-        response.header("access-control-allow-origin").as_deref(),
-        Some(origin)
-    );
-    assert_eq!(
-        response
-            .header("access-control-allow-credentials")
-            .as_deref(),
-        Some("true")
-    );
+    assert_eq!(response.header("access-control-allow-origin").as_deref(), Some(origin));
+    assert_eq!(response.header("access-control-allow-credentials").as_deref(), Some("true"));
 }
 
 /// The next chunk of a streaming response as text; `None` at its end.
@@ -112,11 +99,7 @@ impl TextSocket {
     pub async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
         let url = format!("ws://{addr}{path}");
         let (socket, _response) = ClientBuilder::new().uri(&url)?.connect().await?;
-        Ok(Self {
-            socket,
-            close_code: None,
-            closed: false,
-        })
+        Ok(Self { socket, close_code: None, closed: false })
     }
 
     /// Sends one text message.

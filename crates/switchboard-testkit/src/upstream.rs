@@ -31,11 +31,7 @@ pub struct Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "POST /v1/send refused with HTTP {}: {}",
-            self.status, self.body
-        )
+        write!(f, "POST /v1/send refused with HTTP {}: {}", self.status, self.body)
     }
 }
 
@@ -73,12 +69,7 @@ pub struct Upstream {
 impl Upstream {
     /// Upstream for session `sid` via the server (or proxy) at `addr`.
     pub fn new(addr: SocketAddr, sid: &str) -> Self {
-        Self {
-            addr,
-            sid: sid.into(),
-            prefix: "c".into(),
-            cids: Arc::new(AtomicU64::new(0)),
-        }
+        Self { addr, sid: sid.into(), prefix: "c".into(), cids: Arc::new(AtomicU64::new(0)) }
     }
 
     /// The same session with `cid`s named `{prefix}-N`.
@@ -135,9 +126,7 @@ impl Upstream {
                 cids.push(cid.to_owned());
             }
         }
-        let answer = self
-            .post_until_taken(Value::Array(frames.clone()).to_string())
-            .await?;
+        let answer = self.post_until_taken(Value::Array(frames.clone()).to_string()).await?;
         anyhow::ensure!(
             answer["accepted"] == json!(frames.len()),
             "POST /v1/send of {} frames answered {answer}",
@@ -164,15 +153,12 @@ impl Upstream {
 
     /// `publish` one value to a room; returns the `cid`.
     pub async fn publish(&self, room: &str, data: Value) -> anyhow::Result<String> {
-        self.send_one(json!({ "type": "publish", "room": room, "data": data }))
-            .await
+        self.send_one(json!({ "type": "publish", "room": room, "data": data })).await
     }
 
     /// `ack` every frame up to `seq`.
     pub async fn ack(&self, seq: u64) -> anyhow::Result<()> {
-        let answer = self
-            .post_until_taken(json!({ "type": "ack", "seq": seq }).to_string())
-            .await?;
+        let answer = self.post_until_taken(json!({ "type": "ack", "seq": seq }).to_string()).await?;
         anyhow::ensure!(answer["accepted"] == 1, "ack answered {answer}");
         Ok(())
     }

@@ -126,7 +126,8 @@ mod tests {
         let allowed = vec!["https://app.example".to_string()];
         let ok = headers(&[("referer", "https://app.example/chat?x=1")]);
         assert!(matches!(check_embedded(&allowed, &ok), OriginCheck::Absent));
-        let own = headers(&[("referer", "http://chat.example:8080/htmlfile-bridge.html"), ("host", "chat.example:8080")]);
+        let own =
+            headers(&[("referer", "http://chat.example:8080/htmlfile-bridge.html"), ("host", "chat.example:8080")]);
         assert!(matches!(check_embedded(&allowed, &own), OriginCheck::Absent));
         let bad = headers(&[("referer", "https://evil.example/")]);
         assert!(matches!(check_embedded(&allowed, &bad), OriginCheck::Refused));

@@ -60,7 +60,8 @@ pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Result<R
         let _ = connection.with_upgrades().await;
     });
     request.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
-    let client_upgrade = request.headers().contains_key(http::header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade =
+        request.headers().contains_key(http::header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
     let Ok(mut answer) = sender.send_request(request).await else { return Ok(unavailable()) };
     if answer.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
@@ -74,9 +75,9 @@ pub async fn relay(mut request: Request<Incoming>, home: SocketAddr) -> Result<R
     }
     Ok(answer.map(|body| {
         // A broken relay ends the body; the client resumes as after any cut.
-        let frames = BodyStream::new(body).take_while(|frame| std::future::ready(frame.is_ok())).filter_map(|frame| {
-            std::future::ready(frame.ok().map(Ok::<_, std::convert::Infallible>))
-        });
+        let frames = BodyStream::new(body)
+            .take_while(|frame| std::future::ready(frame.is_ok()))
+            .filter_map(|frame| std::future::ready(frame.ok().map(Ok::<_, std::convert::Infallible>)));
         StreamBody::new(frames).boxed_unsync()
     }))
 }

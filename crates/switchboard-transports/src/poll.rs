@@ -25,7 +25,13 @@ pub enum PollFormat<'a> {
 }
 
 /// Answers one poll request.
-pub async fn respond(core: &Core, params: &Params, format: PollFormat<'_>, hold: Duration, max: usize) -> Response<Body> {
+pub async fn respond(
+    core: &Core,
+    params: &Params,
+    format: PollFormat<'_>,
+    hold: Duration,
+    max: usize,
+) -> Response<Body> {
     let _gauge = crate::response::ConnectionGauge::open(match (format, params.wait) {
         (PollFormat::Jsonp(_), _) => "jsonp",
         (PollFormat::Json, Some(wait)) if wait.is_zero() => "shortpoll",

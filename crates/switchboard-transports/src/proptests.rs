@@ -11,9 +11,7 @@ use crate::query::{parse, valid_callback, MAX_CALLBACK_CHARS};
 fn is_identifier_path(name: &str) -> bool {
     let ident = |part: &str| {
         let mut chars = part.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
     };
     !name.is_empty() && name.len() <= MAX_CALLBACK_CHARS && name.split('.').all(ident)
@@ -22,15 +20,8 @@ fn is_identifier_path(name: &str) -> bool {
 /// Query strings made of the parameters the edge knows, with values that
 /// are valid, hostile or garbage, percent-encoded or not.
 fn query_like() -> impl Strategy<Value = String> {
-    let key = prop_oneof![
-        Just("sid"),
-        Just("last"),
-        Just("wait"),
-        Just("callback"),
-        Just("token"),
-        Just("name"),
-        Just("x"),
-    ];
+    let key =
+        prop_oneof![Just("sid"), Just("last"), Just("wait"), Just("callback"), Just("token"), Just("name"), Just("x"),];
     let value = prop_oneof![
         any::<u64>().prop_map(|n| n.to_string()),
         "-?[0-9]{0,30}",
@@ -38,13 +29,8 @@ fn query_like() -> impl Strategy<Value = String> {
         ".{0,40}",
         "(%[0-9A-Fa-f]{2}|%|[a-z<>;()'\"]){0,20}",
     ];
-    prop::collection::vec((key, value), 0..8).prop_map(|pairs| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&")
-    })
+    prop::collection::vec((key, value), 0..8)
+        .prop_map(|pairs| pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"))
 }
 
 proptest! {

@@ -30,14 +30,11 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
         match &*key {
             "sid" if !value.is_empty() => params.sid = Some(value.into_owned()),
             "last" => {
-                params.last = value
-                    .parse()
-                    .map_err(|_| format!("last must be a non-negative integer, got {value:?}"))?;
+                params.last =
+                    value.parse().map_err(|_| format!("last must be a non-negative integer, got {value:?}"))?;
             }
             "wait" => {
-                let ms: u64 = value
-                    .parse()
-                    .map_err(|_| format!("wait must be milliseconds, got {value:?}"))?;
+                let ms: u64 = value.parse().map_err(|_| format!("wait must be milliseconds, got {value:?}"))?;
                 params.wait = Some(Duration::from_millis(ms));
             }
             "token" if !value.is_empty() => params.credentials.token = Some(value.into_owned()),

@@ -65,7 +65,9 @@ impl Switchboard {
         if request.method() == Method::OPTIONS {
             return match origin {
                 Some(origin) => cors::preflight(&origin),
-                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "a preflight needs an Origin header"),
+                None => {
+                    response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "a preflight needs an Origin header")
+                }
             };
         }
         let mut response = self.route(request).await;
@@ -122,7 +124,11 @@ impl Switchboard {
                     match id.trim().parse::<u64>() {
                         Ok(seq) => params.last = params.last.max(seq),
                         Err(_) => {
-                            return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "Last-Event-ID must be a seq number");
+                            return response::error(
+                                StatusCode::BAD_REQUEST,
+                                codes::BAD_REQUEST,
+                                "Last-Event-ID must be a seq number",
+                            );
                         }
                     }
                 }
@@ -133,17 +139,22 @@ impl Switchboard {
                 Some(callback) => {
                     self.stream(&params, StreamFormat::HtmlFile { callback }, "text/html; charset=utf-8").await
                 }
-                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter"),
+                None => {
+                    response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter")
+                }
             },
             "/v1/poll" => {
-                poll::respond(&self.core, &params, PollFormat::Json, config.poll_timeout, config.max_frames_per_write).await
+                poll::respond(&self.core, &params, PollFormat::Json, config.poll_timeout, config.max_frames_per_write)
+                    .await
             }
             "/v1/jsonp" => match params.callback.as_deref() {
                 Some(callback) => {
                     let format = PollFormat::Jsonp(callback);
                     poll::respond(&self.core, &params, format, config.poll_timeout, config.max_frames_per_write).await
                 }
-                None => response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "jsonp needs a callback parameter"),
+                None => {
+                    response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "jsonp needs a callback parameter")
+                }
             },
             "/v1/send" => send::respond(&self.core, config, &params, request.into_body()).await,
             _ => response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no endpoint at {path}")),

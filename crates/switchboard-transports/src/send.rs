@@ -36,11 +36,8 @@ pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, bod
         Ok(frames) => frames,
         Err(e) => {
             codes::count_error(e.code);
-            let status = if e.code == codes::TOO_LARGE {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let status =
+                if e.code == codes::TOO_LARGE { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
             return response::error(status, e.code, &e.message);
         }
     };

@@ -44,9 +44,7 @@ pub fn upgrade(
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
                 let limits = Limits::default().max_payload_len(Some(config.max_frame_bytes));
-                let ws = tokio_websockets::ServerBuilder::new()
-                    .limits(limits)
-                    .serve(TokioIo::new(upgraded));
+                let ws = tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded));
                 serve(core, config, params, ws).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -67,11 +65,10 @@ pub fn upgrade(
 /// SockJS) answer upgrades the same way.
 pub fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
     let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                .unwrap_or(false)
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return None;
@@ -170,8 +167,13 @@ where
     }
 }
 
-async fn upstream<S>(core: &Core, config: &TransportConfig, attachment: &Attachment, ws: &mut WebSocketStream<S>, text: &[u8])
-where
+async fn upstream<S>(
+    core: &Core,
+    config: &TransportConfig,
+    attachment: &Attachment,
+    ws: &mut WebSocketStream<S>,
+    text: &[u8],
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match frame::parse_batch(text, config.max_batch, config.max_frame_bytes) {
@@ -195,7 +197,12 @@ where
     ws.flush().await
 }
 
-async fn close_with<S>(ws: &mut WebSocketStream<S>, frame: &Downstream, code: u16, reason: &str) -> Result<(), tokio_websockets::Error>
+async fn close_with<S>(
+    ws: &mut WebSocketStream<S>,
+    frame: &Downstream,
+    code: u16,
+    reason: &str,
+) -> Result<(), tokio_websockets::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -23,13 +23,21 @@ const MAX_API_BODY: usize = 1024 * 1024;
 /// Answers one `/api/v1/...` request.
 pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<Incoming>) -> Response<Body> {
     let Some(key) = api_key else {
-        return response::error(StatusCode::FORBIDDEN, codes::FORBIDDEN, "the HTTP API is disabled: set api_key in the configuration");
+        return response::error(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            "the HTTP API is disabled: set api_key in the configuration",
+        );
     };
     match bearer(request.headers()) {
         Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => {}
         Some(_) => return response::error(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, "wrong API key"),
         None => {
-            return response::error(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, "send the API key as Authorization: Bearer KEY")
+            return response::error(
+                StatusCode::UNAUTHORIZED,
+                codes::UNAUTHORIZED,
+                "send the API key as Authorization: Bearer KEY",
+            )
         }
     }
     let path = request.uri().path().trim_start_matches("/api/v1").to_owned();
@@ -46,7 +54,8 @@ pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<In
         (Method::POST, ["rooms", room, "messages"]) => post_message(core, room, request).await,
         (Method::GET, ["rooms", room, "messages"]) => history(core, room, &query).await,
         (Method::GET, ["rooms", room, "presence"]) => {
-            let users: Vec<_> = core.who(room).await.into_iter().map(|(user, name)| json!({"user": user, "name": name})).collect();
+            let users: Vec<_> =
+                core.who(room).await.into_iter().map(|(user, name)| json!({"user": user, "name": name})).collect();
             ok(json!({ "room": room, "users": users }))
         }
         (Method::PUT, ["rooms", room, "members", user]) => match core.store().add_member(room, user).await {
@@ -61,12 +70,20 @@ pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<In
             let n = core.disconnect_user(user).await;
             ok(json!({ "user": user, "disconnected": n }))
         }
-        _ => response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no API endpoint {} {path}", request_method_hint(&path))),
+        _ => response::error(
+            StatusCode::NOT_FOUND,
+            codes::BAD_REQUEST,
+            &format!("no API endpoint {} {path}", request_method_hint(&path)),
+        ),
     }
 }
 
 fn request_method_hint(path: &str) -> &'static str {
-    if path.is_empty() { "at the root" } else { "for" }
+    if path.is_empty() {
+        "at the root"
+    } else {
+        "for"
+    }
 }
 
 fn decode_segment(segment: &str) -> Option<String> {

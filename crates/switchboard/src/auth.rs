@@ -70,7 +70,9 @@ impl Authenticator for JwtAuthenticator {
             .map_err(|e| AuthError(format!("invalid token: {e}")))?
             .claims;
         if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(|c| c.is_control() || c == ':') {
-            return Err(AuthError("invalid token: sub must be 1 to 128 characters, no ':' or control characters".into()));
+            return Err(AuthError(
+                "invalid token: sub must be 1 to 128 characters, no ':' or control characters".into(),
+            ));
         }
         let name = claims.name.filter(|n| valid_name(n)).unwrap_or_else(|| claims.sub.clone());
         Ok(Identity { user: claims.sub, name, rooms: claims.rooms })

@@ -32,13 +32,16 @@ pub use server::{Server, ServerHandle};
 /// loud log line) when no key is configured.
 pub fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
     if let Some(path) = &config.jwt_public_key {
-        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read jwt_public_key {}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read jwt_public_key {}: {e}", path.display()))?;
         return Ok(Arc::new(auth::JwtAuthenticator::public_key(&pem, &config.jwt_algorithm)?));
     }
     if let Some(secret) = &config.jwt_secret {
         return Ok(Arc::new(auth::JwtAuthenticator::hs256(secret.as_bytes())));
     }
-    tracing::warn!("DEVELOPMENT MODE: no jwt_secret or jwt_public_key configured; anyone may connect with any nickname");
+    tracing::warn!(
+        "DEVELOPMENT MODE: no jwt_secret or jwt_public_key configured; anyone may connect with any nickname"
+    );
     Ok(Arc::new(DevAuthenticator))
 }
 

@@ -68,9 +68,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let server = Server::bind(config.clone())
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let server =
+            Server::bind(config.clone()).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         server.run(shutdown_signal()).await;
         tracing::info!("stopped");
         anyhow::Ok(())
@@ -81,8 +80,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

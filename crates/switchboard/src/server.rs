@@ -10,18 +10,18 @@ use std::path::PathBuf;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_core::store::{MemoryStore, Store};
 use switchboard_core::{Core, CoreOptions};
-use switchboard_store_sqlite::SqliteStore;
-use switchboard_transports::response::{self, Body};
 use switchboard_socketio::SocketIo;
 use switchboard_sockjs::SockJs;
+use switchboard_store_sqlite::SqliteStore;
+use switchboard_transports::response::{self, Body};
 use switchboard_transports::Switchboard;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerKind, Config, StoreKind};
-use switchboard_redis::{RedisBackend, RedisBroker, RedisSettings, RedisStore};
 use crate::statics;
+use switchboard_redis::{RedisBackend, RedisBroker, RedisSettings, RedisStore};
 
 /// A bound, not yet running server.
 #[derive(Debug)]
@@ -208,7 +208,11 @@ impl App {
             return crate::api::handle(&self.core, self.api_key.as_deref(), request).await;
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return response::error(StatusCode::METHOD_NOT_ALLOWED, switchboard_core::codes::BAD_REQUEST, "only GET here");
+            return response::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                switchboard_core::codes::BAD_REQUEST,
+                "only GET here",
+            );
         }
         match path {
             "/healthz" => response::complete(StatusCode::OK, "text/plain", "ok"),

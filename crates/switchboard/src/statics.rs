@@ -19,15 +19,11 @@ const HTMLFILE_BRIDGE: &str = include_str!("../static/htmlfile-bridge.html");
 pub async fn serve(dir: Option<&Path>, path: &str) -> http::Response<Body> {
     match path {
         "/switchboard.js" => {
-            let mut response =
-                response::complete(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS);
+            let mut response = response::complete(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS);
             // Pages on other origins import it as a module, which needs CORS;
             // it is public code, so any origin (without credentials) may.
             let headers = response.headers_mut();
-            headers.insert(
-                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                http::HeaderValue::from_static("*"),
-            );
+            headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, http::HeaderValue::from_static("*"));
             return response;
         }
         "/htmlfile-bridge.html" => {

@@ -7,9 +7,7 @@ use switchboard_testkit::http::HttpRequest;
 use switchboard_testkit::room::{numbered, Subscriber};
 use switchboard_testkit::scenario::{assert_serving, assert_sessions_unknown, ROOM};
 use switchboard_testkit::serde_json::Value;
-use switchboard_testkit::{
-    bounded, json, next_non_ping, Attach, Ended, Frame, TestServer, Transport, Upstream,
-};
+use switchboard_testkit::{bounded, json, next_non_ping, Attach, Ended, Frame, TestServer, Transport, Upstream};
 
 const MAX_FRAME: usize = 1024;
 const MAX_BODY: usize = 4096;
@@ -25,35 +23,20 @@ async fn server() -> TestServer {
 }
 
 /// POSTs `body` and expects `status` with `{"code": code, "message": ...}`.
-async fn expect_refused(
-    upstream: &Upstream,
-    body: &str,
-    status: u16,
-    code: u64,
-) -> anyhow::Result<()> {
+async fn expect_refused(upstream: &Upstream, body: &str, status: u16, code: u64) -> anyhow::Result<()> {
     let (got, answer) = upstream.post(body.to_owned()).await?;
     assert_eq!(got, status, "POST {body:.80}: answered {answer}");
     assert_eq!(answer["code"], code, "POST {body:.80}: answered {answer}");
-    assert!(
-        answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "POST {body:.80}: no message in {answer}"
-    );
+    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "POST {body:.80}: no message in {answer}");
     Ok(())
 }
 
 /// After refusals, the only frames the session gets are those of a final
 /// echo: nothing refused was applied or answered.
 async fn expect_nothing_applied(subscriber: &mut Subscriber) -> anyhow::Result<()> {
-    subscriber
-        .upstream()
-        .send_one(json!({"type":"echo","data":"end","cid":"end"}))
-        .await?;
+    subscriber.upstream().send_one(json!({"type":"echo","data":"end","cid":"end"})).await?;
     let frame = subscriber.next_sequenced().await?;
-    assert_eq!(
-        (frame.typ(), frame.cid()),
-        ("echo", Some("end")),
-        "a refused frame was applied: {frame}"
-    );
+    assert_eq!((frame.typ(), frame.cid()), ("echo", Some("end")), "a refused frame was applied: {frame}");
     Ok(())
 }
 
@@ -124,9 +107,7 @@ async fn invalid_frames_are_refused_with_4400() {
                         error.typ() == "error" && error.code() == Some(4400),
                         "{frame} must be refused with 4400, got {error}"
                     );
-                    let cid = frame["cid"]
-                        .as_str()
-                        .filter(|c| (1..=64).contains(&c.len()));
+                    let cid = frame["cid"].as_str().filter(|c| (1..=64).contains(&c.len()));
                     if let Some(cid) = cid {
                         assert_eq!(error.cid(), Some(cid), "{frame}: {error}");
                     }
@@ -137,9 +118,7 @@ async fn invalid_frames_are_refused_with_4400() {
         // The longest valid room and cid are fine.
         let room = "r".repeat(128);
         let cid = "c".repeat(64);
-        upstream
-            .send_one(json!({"type":"join","room":room,"cid":cid}))
-            .await?;
+        upstream.send_one(json!({"type":"join","room":room,"cid":cid})).await?;
         let ack = subscriber.next_sequenced().await?;
         assert_eq!((ack.typ(), ack.cid()), ("ack", Some(cid.as_str())), "{ack}");
         expect_nothing_applied(&mut subscriber).await?;
@@ -156,9 +135,7 @@ async fn oversized_posts_get_413_and_apply_nothing() {
         let server = server().await;
         let mut subscriber = Subscriber::join(server.addr(), Transport::Sse, ROOM).await?;
         let upstream = subscriber.upstream().clone();
-        let publish = |n: u64, pad: usize| {
-            json!({"type":"publish","room":ROOM,"data":{"n":n,"pad":"x".repeat(pad)}})
-        };
+        let publish = |n: u64, pad: usize| json!({"type":"publish","room":ROOM,"data":{"n":n,"pad":"x".repeat(pad)}});
         // One frame over the frame limit, inside the body limit.
         expect_refused(&upstream, &publish(0, MAX_FRAME + 10).to_string(), 413, 4413).await?;
         // A body over the body limit made of small frames.
@@ -174,9 +151,7 @@ async fn oversized_posts_get_413_and_apply_nothing() {
         expect_nothing_applied(&mut subscriber).await?;
 
         // Exactly at the batch limit is fine.
-        let batch: Vec<Value> = (0..MAX_BATCH as u64)
-            .map(|n| json!({"type":"echo","data":n}))
-            .collect();
+        let batch: Vec<Value> = (0..MAX_BATCH as u64).map(|n| json!({"type":"echo","data":n})).collect();
         upstream.send(batch).await?;
         for n in 0..MAX_BATCH as u64 {
             let echo = subscriber.next_sequenced().await?;
@@ -207,23 +182,15 @@ async fn websocket_malformed_frames_get_error_4400_and_stay_open() {
         ] {
             ws.send_text(&text).await?;
             let error = next_non_ping(&mut ws).await?;
-            assert!(
-                error.typ() == "error" && error.code() == Some(4400),
-                "{text}: expected error 4400, got {error}"
-            );
+            assert!(error.typ() == "error" && error.code() == Some(4400), "{text}: expected error 4400, got {error}");
             if let Some(seq) = error.seq() {
                 assert_eq!(seq, next_seq, "{error}");
                 next_seq += 1;
             }
         }
-        ws.send_text(r#"{"type":"echo","data":"ok","cid":"e-1"}"#)
-            .await?;
+        ws.send_text(r#"{"type":"echo","data":"ok","cid":"e-1"}"#).await?;
         let echo = next_non_ping(&mut ws).await?;
-        assert_eq!(
-            (echo.typ(), echo.cid(), echo.seq()),
-            ("echo", Some("e-1"), Some(next_seq)),
-            "{echo}"
-        );
+        assert_eq!((echo.typ(), echo.cid(), echo.seq()), ("echo", Some("e-1"), Some(next_seq)), "{echo}");
         assert_serving(server.addr()).await?;
         server.shutdown().await;
         Ok(())
@@ -251,15 +218,10 @@ async fn websocket_oversized_message_is_closed_with_1009() {
         };
         assert_eq!(
             ended.downcast_ref::<Ended>(),
-            Some(&Ended {
-                ws_close: Some(1009)
-            }),
+            Some(&Ended { ws_close: Some(1009) }),
             "expected WebSocket close 1009, got {ended:#} after {frames:?}"
         );
-        assert!(
-            frames.iter().all(|f| f.cid() != Some("big")),
-            "the oversized frame was applied: {frames:?}"
-        );
+        assert!(frames.iter().all(|f| f.cid() != Some("big")), "the oversized frame was applied: {frames:?}");
 
         let mut resumed = WsDownstream::connect(server.addr(), &Attach::new(Some(&sid), 0)).await?;
         let welcome = resumed.next().await?;
@@ -295,13 +257,9 @@ async fn unknown_sid_gets_close_4004_downstream_and_404_upstream() {
 async fn malformed_query_parameters_get_400() {
     bounded(async {
         let server = server().await;
-        for path in [
-            "/v1/poll?last=abc",
-            "/v1/poll?last=-1",
-            "/v1/poll?wait=soon",
-            "/v1/stream?last=abc",
-            "/v1/sse?last=1.5",
-        ] {
+        for path in
+            ["/v1/poll?last=abc", "/v1/poll?last=-1", "/v1/poll?wait=soon", "/v1/stream?last=abc", "/v1/sse?last=1.5"]
+        {
             let response = HttpRequest::get(path).send(server.addr()).await?;
             assert_eq!(response.status, 400, "GET {path}");
             let body = response.json().await?;

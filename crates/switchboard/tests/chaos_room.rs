@@ -48,16 +48,12 @@ async fn join(client: &mut ResumingClient) -> anyhow::Result<()> {
 
 /// Publishes `{"n": 0..PER_CLIENT}` in batches, never more than [`WINDOW`]
 /// ahead of what came back to its own session.
-async fn send_all(
-    upstream: Upstream,
-    mut own_received: watch::Receiver<u64>,
-) -> anyhow::Result<Vec<String>> {
+async fn send_all(upstream: Upstream, mut own_received: watch::Receiver<u64>) -> anyhow::Result<Vec<String>> {
     let mut cids = Vec::new();
     for start in (0..PER_CLIENT).step_by(BATCH as usize) {
         own_received.wait_for(|&got| got + WINDOW >= start).await?;
-        let frames: Vec<Value> = (start..start + BATCH)
-            .map(|n| json!({"type":"publish","room":ROOM,"data":{"n":n}}))
-            .collect();
+        let frames: Vec<Value> =
+            (start..start + BATCH).map(|n| json!({"type":"publish","room":ROOM,"data":{"n":n}})).collect();
         cids.extend(upstream.send(frames).await?);
     }
     Ok(cids)
@@ -74,10 +70,7 @@ async fn receive_all(
     let (mut own, mut other, mut acked) = (Vec::new(), Vec::new(), HashSet::new());
     // Done when every message is in and every publish acknowledged (the
     // last acks may come after the last messages).
-    while (own.len() as u64) < PER_CLIENT
-        || (other.len() as u64) < PER_CLIENT
-        || (acked.len() as u64) < PER_CLIENT
-    {
+    while (own.len() as u64) < PER_CLIENT || (other.len() as u64) < PER_CLIENT || (acked.len() as u64) < PER_CLIENT {
         let frame = client.recv().await?;
         match frame.typ() {
             "msg" => {
@@ -95,19 +88,10 @@ async fn receive_all(
             "ack" => {
                 acked.insert(frame.cid().unwrap_or_default().to_owned());
             }
-            _ => anyhow::bail!(
-                "{}: unexpected {frame} ({})",
-                client.transport(),
-                client.report()
-            ),
+            _ => anyhow::bail!("{}: unexpected {frame} ({})", client.transport(), client.report()),
         }
     }
-    Ok(Received {
-        client,
-        own,
-        other,
-        acked,
-    })
+    Ok(Received { client, own, other, acked })
 }
 
 async fn exchange(transport_a: Transport, transport_b: Transport) -> anyhow::Result<()> {
@@ -121,12 +105,8 @@ async fn exchange(transport_a: Transport, transport_b: Transport) -> anyhow::Res
     let proxy = ChaosProxy::start(server.addr(), CUT_EVERY).await?;
     // A request the proxy cut may still reach the server after the client's
     // next one and supersede it (see `resume_when_superseded`): resume then.
-    let mut a = ResumingClient::connect(proxy.addr(), transport_a)
-        .await?
-        .resume_when_superseded(true);
-    let mut b = ResumingClient::connect(proxy.addr(), transport_b)
-        .await?
-        .resume_when_superseded(true);
+    let mut a = ResumingClient::connect(proxy.addr(), transport_a).await?.resume_when_superseded(true);
+    let mut b = ResumingClient::connect(proxy.addr(), transport_b).await?.resume_when_superseded(true);
     join(&mut a).await?;
     join(&mut b).await?;
     let (a_id, b_id) = (a.id().to_owned(), b.id().to_owned());
@@ -140,31 +120,16 @@ async fn exchange(transport_a: Transport, transport_b: Transport) -> anyhow::Res
 
     // The first failure of any of the four wins (a sender only notices a
     // failed receiver as a closed progress channel).
-    let (a_sent, b_sent, a_got, b_got) = tokio::try_join!(
-        flatten(a_sender),
-        flatten(b_sender),
-        flatten(a_receiver),
-        flatten(b_receiver)
-    )?;
+    let (a_sent, b_sent, a_got, b_got) =
+        tokio::try_join!(flatten(a_sender), flatten(b_sender), flatten(a_receiver), flatten(b_receiver))?;
 
     for (name, got, sent) in [("A", &a_got, &a_sent), ("B", &b_got, &b_sent)] {
         let transport = got.client.transport();
         assert_sequence(&format!("{name} ({transport}) own"), &got.own, &got.client);
-        assert_sequence(
-            &format!("{name} ({transport}) peer"),
-            &got.other,
-            &got.client,
-        );
+        assert_sequence(&format!("{name} ({transport}) peer"), &got.other, &got.client);
         let unacked: Vec<&String> = sent.iter().filter(|c| !got.acked.contains(*c)).collect();
-        assert!(
-            unacked.is_empty(),
-            "{name} ({transport}): never acked {unacked:?}"
-        );
-        assert!(
-            got.client.report().is_clean(),
-            "{name} ({transport}): {}",
-            got.client.report()
-        );
+        assert!(unacked.is_empty(), "{name} ({transport}): never acked {unacked:?}");
+        assert!(got.client.report().is_clean(), "{name} ({transport}): {}", got.client.report());
         assert!(
             got.client.report().attachments > 10,
             "{name} ({transport}): the proxy barely cut anything: {}",
@@ -198,16 +163,8 @@ fn assert_sequence(what: &str, ns: &[u64], client: &ResumingClient) {
     }
     let mut seen = HashSet::new();
     let doubled: Vec<u64> = ns.iter().copied().filter(|n| !seen.insert(*n)).collect();
-    let missing: Vec<u64> = expected
-        .iter()
-        .copied()
-        .filter(|n| !seen.contains(n))
-        .collect();
-    let at = ns
-        .iter()
-        .zip(&expected)
-        .position(|(a, b)| a != b)
-        .unwrap_or(ns.len().min(expected.len()));
+    let missing: Vec<u64> = expected.iter().copied().filter(|n| !seen.contains(n)).collect();
+    let at = ns.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(ns.len().min(expected.len()));
     let around = |v: &[u64]| v[at.saturating_sub(3)..(at + 5).min(v.len())].to_vec();
     panic!(
         "{what} messages: {} received, missing {missing:?}, received twice {doubled:?}, \

@@ -20,16 +20,9 @@ async fn history_written_through_one_node_is_read_through_another() {
         alice.join(ROOM).await?;
         let mut acked = Vec::new();
         for n in 0..20 {
-            acked.push(
-                alice
-                    .publish(ROOM, json!({"n": n, "text": "über <b>"}))
-                    .await?,
-            );
+            acked.push(alice.publish(ROOM, json!({"n": n, "text": "über <b>"})).await?);
         }
-        assert!(
-            acked.windows(2).all(|w| w[0] < w[1]),
-            "ids increase: {acked:?}"
-        );
+        assert!(acked.windows(2).all(|w| w[0] < w[1]), "ids increase: {acked:?}");
         let written = alice.history(ROOM, json!({"limit": 500})).await?;
         assert_eq!(ids(&written), acked, "node A's own history");
 
@@ -39,29 +32,18 @@ async fn history_written_through_one_node_is_read_through_another() {
         assert_eq!(read, written, "node B reads what node A stored");
         for (n, message) in read.iter().enumerate() {
             assert_eq!(message["data"], json!({"n": n, "text": "über <b>"}));
-            assert_eq!(
-                (&message["user"], &message["name"]),
-                (&json!("alice"), &json!("alice"))
-            );
+            assert_eq!((&message["user"], &message["name"]), (&json!("alice"), &json!("alice")));
         }
-        let older = bob
-            .history(ROOM, json!({"before": acked[10], "limit": 5}))
-            .await?;
+        let older = bob.history(ROOM, json!({"before": acked[10], "limit": 5})).await?;
         assert_eq!(ids(&older), acked[5..10], "paging back on node B");
         let newer = bob.history(ROOM, json!({"after": acked[14]})).await?;
         assert_eq!(ids(&newer), acked[15..], "paging forward on node B");
 
         let via_api = cluster.api(1).history(ROOM, "limit=500").await?;
-        assert_eq!(
-            via_api, written,
-            "node B's HTTP API reads what node A stored"
-        );
+        assert_eq!(via_api, written, "node B's HTTP API reads what node A stored");
         let (status, rooms) = cluster.api(1).get("/rooms").await?;
         assert_eq!(status, 200, "{rooms}");
-        let listed = rooms["rooms"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["name"] == ROOM))
-            .cloned();
+        let listed = rooms["rooms"].as_array().and_then(|r| r.iter().find(|r| r["name"] == ROOM)).cloned();
         assert_eq!(
             listed.map(|r| r["last_id"].clone()),
             Some(json!(acked[19])),
@@ -69,16 +51,9 @@ async fn history_written_through_one_node_is_read_through_another() {
         );
 
         // The other way round: node B's API posts, node A reads.
-        let posted = cluster
-            .api(1)
-            .publish(ROOM, json!({"data": {"via": "api on B"}}))
-            .await?;
+        let posted = cluster.api(1).publish(ROOM, json!({"data": {"via": "api on B"}})).await?;
         let posted_id = posted["id"].as_u64().expect("posted id");
-        assert_eq!(
-            posted_id,
-            acked[19] + 1,
-            "one id sequence for the room: {posted}"
-        );
+        assert_eq!(posted_id, acked[19] + 1, "one id sequence for the room: {posted}");
         let live = loop {
             let frame = alice.skip_to("msg").await?;
             if frame.u64("id") == Some(posted_id) {
@@ -87,19 +62,12 @@ async fn history_written_through_one_node_is_read_through_another() {
         };
         assert_eq!(
             (live.data(), live.str("user"), live.str("from")),
-            (
-                Some(&json!({"via": "api on B"})),
-                Some("system"),
-                Some("system")
-            ),
+            (Some(&json!({"via": "api on B"})), Some("system"), Some("system")),
             "alice on node A got the message posted on node B: {live}"
         );
         let after = alice.history(ROOM, json!({"after": acked[19]})).await?;
         assert_eq!(ids(&after), [posted_id], "node A's history has it");
-        let after = cluster
-            .api(0)
-            .history(ROOM, &format!("after={}", acked[19]))
-            .await?;
+        let after = cluster.api(0).history(ROOM, &format!("after={}", acked[19])).await?;
         assert_eq!(ids(&after), [posted_id], "node A's HTTP API has it");
         assert_eq!(after[0]["data"], json!({"via": "api on B"}));
         Ok(())

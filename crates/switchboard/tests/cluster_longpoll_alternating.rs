@@ -48,10 +48,7 @@ async fn clients_hopping_nodes_on_every_request_lose_and_repeat_nothing() {
             }
             // The end marker comes after everything else anyone publishes.
             let _ = own_sent.await;
-            publisher
-                .upstream()
-                .publish(ROOM, json!({"end": true}))
-                .await?;
+            publisher.upstream().publish(ROOM, json!({"end": true})).await?;
             anyhow::Ok(())
         });
 
@@ -59,25 +56,21 @@ async fn clients_hopping_nodes_on_every_request_lose_and_repeat_nothing() {
         let polling = tokio::spawn(async move {
             let mut log = MessageLog::new(ROOM);
             let mut own_done = Some(own_done);
-            let (mut sent, mut acks, mut frames, mut end) =
-                (Vec::<String>::new(), Vec::new(), 0u64, false);
+            let (mut sent, mut acks, mut frames, mut end) = (Vec::<String>::new(), Vec::new(), 0u64, false);
             while !end || acks.len() < sent.len() {
                 let frame = poller.recv().await?;
                 frames += 1;
                 log.live(&frame);
                 end |= is_end(&frame);
                 match frame.typ() {
-                    "ack" if sent.iter().any(|c| Some(c.as_str()) == frame.cid()) => {
-                        acks.push(frame)
-                    }
+                    "ack" if sent.iter().any(|c| Some(c.as_str()) == frame.cid()) => acks.push(frame),
                     "error" => poller.violation(format!("refused: {frame}")),
                     _ => {}
                 }
                 if sent.len() < OWN && frames % 5 == 0 {
                     // Upstream hops nodes too, independently of the polls.
                     let via = send_via[sent.len() % send_via.len()];
-                    let frame =
-                        json!({"type": "publish", "room": ROOM, "data": {"poller": sent.len()}});
+                    let frame = json!({"type": "publish", "room": ROOM, "data": {"poller": sent.len()}});
                     sent.push(poller.sender().send_one(via, frame).await?);
                     if sent.len() == OWN {
                         let _ = own_done.take().map(|done| done.send(()));
@@ -112,32 +105,17 @@ async fn clients_hopping_nodes_on_every_request_lose_and_repeat_nothing() {
         let (streamer, streamer_log, hops) = streaming.await??;
 
         let history = full_history(&cluster.api(0), ROOM).await?;
-        assert_eq!(
-            history.len(),
-            STREAM as usize + OWN + 1,
-            "everything was stored once"
-        );
-        for (who, member, log) in [
-            ("poller", &poller, &poller_log),
-            ("streamer", &streamer, &streamer_log),
-        ] {
-            assert!(
-                member.violations().is_empty(),
-                "{who}: {:#?}",
-                member.violations()
-            );
+        assert_eq!(history.len(), STREAM as usize + OWN + 1, "everything was stored once");
+        for (who, member, log) in [("poller", &poller, &poller_log), ("streamer", &streamer, &streamer_log)] {
+            assert!(member.violations().is_empty(), "{who}: {:#?}", member.violations());
             assert!(log.problems().is_empty(), "{who}: {:#?}", log.problems());
-            log.matches_history(&history)
-                .map_err(|e| e.context(format!("{who} did not get every message once")))?;
+            log.matches_history(&history).map_err(|e| e.context(format!("{who} did not get every message once")))?;
             assert_eq!(member.sessions(), 1, "{who} kept its one session");
         }
         assert_eq!(acks.len(), OWN, "each of the poller's publishes was acked");
         for ack in &acks {
             let id = ack.u64("id").expect("ack with id");
-            let stored = history
-                .iter()
-                .find(|m| m["id"] == id)
-                .expect("acked id in history");
+            let stored = history.iter().find(|m| m["id"] == id).expect("acked id in history");
             assert_eq!(stored["user"], "poller", "{ack} names the poller's message");
         }
         assert!(
@@ -145,10 +123,7 @@ async fn clients_hopping_nodes_on_every_request_lose_and_repeat_nothing() {
             "the poller went through every node several times ({} polls)",
             poller.attachments()
         );
-        assert!(
-            hops >= 3 * addrs.len(),
-            "the SSE client hopped {hops} times"
-        );
+        assert!(hops >= 3 * addrs.len(), "the SSE client hopped {hops} times");
         assert_eq!(streamer.attachments(), hops + 1, "one attachment per hop");
         Ok(())
     })

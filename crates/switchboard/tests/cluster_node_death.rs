@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_testkit::cluster::{
-    full_history, Cluster, ClusterOptions, Member, MessageLog, SessionGone,
-};
+use switchboard_testkit::cluster::{full_history, Cluster, ClusterOptions, Member, MessageLog, SessionGone};
 use switchboard_testkit::serde_json::Value;
 use switchboard_testkit::{bounded, json, Frame, Publisher, Transport};
 
@@ -56,11 +54,7 @@ async fn follow(mut member: Member, renewed: Arc<AtomicUsize>) -> anyhow::Result
                     return Err(e.context(format!("{} failed", member.user())));
                 };
                 gone.push(session_gone.clone());
-                anyhow::ensure!(
-                    gone.len() <= 3,
-                    "{} keeps losing sessions: {gone:#?}",
-                    member.user()
-                );
+                anyhow::ensure!(gone.len() <= 3, "{} keeps losing sessions: {gone:#?}", member.user());
                 let ack = json!({"type": "ack", "seq": 0}).to_string();
                 old_sid_posts.push(member.sender().post(member.node(), &ack).await?);
                 let after = log.last_id();
@@ -89,20 +83,11 @@ async fn follow(mut member: Member, renewed: Arc<AtomicUsize>) -> anyhow::Result
             break;
         }
     }
-    Ok(Outcome {
-        member,
-        log,
-        gone,
-        old_sid_posts,
-        presence,
-    })
+    Ok(Outcome { member, log, gone, old_sid_posts, presence })
 }
 
 async fn present(cluster: &Cluster, node: usize) -> anyhow::Result<Vec<String>> {
-    let (status, body) = cluster
-        .api(node)
-        .get(&format!("/rooms/{ROOM}/presence"))
-        .await?;
+    let (status, body) = cluster.api(node).get(&format!("/rooms/{ROOM}/presence")).await?;
     anyhow::ensure!(status == 200, "presence answered {status}: {body}");
     let mut users: Vec<String> = body["users"]
         .as_array()
@@ -125,17 +110,14 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         // Three clients of the victim node that will come back elsewhere,
         // and one ("ghost") that will not.
         let mut victims = Vec::new();
-        for (user, transport) in [
-            ("v-sse", Transport::Sse),
-            ("v-poll", Transport::LongPoll),
-            ("v-ws", Transport::WebSocket),
-        ] {
+        for (user, transport) in
+            [("v-sse", Transport::Sse), ("v-poll", Transport::LongPoll), ("v-ws", Transport::WebSocket)]
+        {
             let mut member = Member::create(&addrs, VICTIM, VICTIM, user, transport).await?;
             member.join(ROOM).await?;
             victims.push(member);
         }
-        let mut ghost =
-            Member::create(&addrs, VICTIM, VICTIM, "ghost", Transport::WebSocket).await?;
+        let mut ghost = Member::create(&addrs, VICTIM, VICTIM, "ghost", Transport::WebSocket).await?;
         ghost.join(ROOM).await?;
         // Clients of the nodes that live on.
         let mut observer = Member::create(&addrs, 0, 0, "observer", Transport::WebSocket).await?;
@@ -151,10 +133,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
             if everybody.iter().all(|u| users.iter().any(|p| p == u)) {
                 break;
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "presence before the kill: {users:?}"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "presence before the kill: {users:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
@@ -169,10 +148,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
                     n += 1;
                     tokio::time::sleep(PACE).await;
                 }
-                publisher
-                    .upstream()
-                    .publish(ROOM, json!({"end": true}))
-                    .await?;
+                publisher.upstream().publish(ROOM, json!({"end": true})).await?;
                 anyhow::Ok(n)
             })
         };
@@ -204,11 +180,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         // Keep publishing until every victim recovered, and a while longer.
         let until = Instant::now() + Duration::from_secs(8);
         while renewed.load(Ordering::SeqCst) < 3 || killed.elapsed() < NODE_TTL * 2 {
-            anyhow::ensure!(
-                Instant::now() < until,
-                "only {} of 3 victims recovered",
-                renewed.load(Ordering::SeqCst)
-            );
+            anyhow::ensure!(Instant::now() < until, "only {} of 3 victims recovered", renewed.load(Ordering::SeqCst));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stop.store(true, Ordering::SeqCst);
@@ -219,11 +191,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         }
 
         let history = full_history(&cluster.api(0), ROOM).await?;
-        assert_eq!(
-            history.len() as u64,
-            published + 1,
-            "every publish stored once"
-        );
+        assert_eq!(history.len() as u64, published + 1, "every publish stored once");
         let mut problems = Vec::new();
         for o in &outcomes {
             let user = o.member.user();
@@ -235,24 +203,16 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
             }
             let sessions = if victim { 2 } else { 1 };
             if o.member.sessions() != sessions {
-                problems.push(format!(
-                    "{user} had {} sessions: {:#?}",
-                    o.member.sessions(),
-                    o.gone
-                ));
+                problems.push(format!("{user} had {} sessions: {:#?}", o.member.sessions(), o.gone));
             }
             for gone in &o.gone {
                 if !gone.is_close_4004() {
-                    problems.push(format!(
-                        "{user}: the downstream must get close 4004, got: {gone}"
-                    ));
+                    problems.push(format!("{user}: the downstream must get close 4004, got: {gone}"));
                 }
             }
             for (status, body) in &o.old_sid_posts {
                 if !matches!(status, 404 | 502) || body["code"] != 4004 {
-                    problems.push(format!(
-                        "{user}: POST /v1/send for the dead session answered {status} {body}"
-                    ));
+                    problems.push(format!("{user}: POST /v1/send for the dead session answered {status} {body}"));
                 }
             }
         }
@@ -260,29 +220,19 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
 
         // Presence: the ghost left, for everybody who stayed.
         for o in &outcomes {
-            let leave = o
-                .presence
-                .iter()
-                .find(|(_, f)| f.str("user") == Some("ghost") && f.str("state") == Some("leave"));
+            let leave =
+                o.presence.iter().find(|(_, f)| f.str("user") == Some("ghost") && f.str("state") == Some("leave"));
             let user = o.member.user();
             let Some((at, _)) = leave else {
                 panic!("{user} got no presence leave for ghost: {:?}", o.presence);
             };
             let after = at.saturating_duration_since(killed);
-            assert!(
-                after < NODE_TTL + NODE_TTL / 3 + MARGIN,
-                "{user} heard ghost leave {after:?} after the kill"
-            );
+            assert!(after < NODE_TTL + NODE_TTL / 3 + MARGIN, "{user} heard ghost leave {after:?} after the kill");
         }
         let users = present(&cluster, 1).await?;
-        let stayed: Vec<&str> = everybody
-            .iter()
-            .copied()
-            .filter(|u| *u != "ghost")
-            .collect();
+        let stayed: Vec<&str> = everybody.iter().copied().filter(|u| *u != "ghost").collect();
         assert!(
-            stayed.iter().all(|u| users.iter().any(|p| p == u))
-                && !users.iter().any(|u| u == "ghost"),
+            stayed.iter().all(|u| users.iter().any(|p| p == u)) && !users.iter().any(|u| u == "ghost"),
             "presence after the recovery: {users:?} (ghost gone after {ghost_gone:?})"
         );
         Ok(())

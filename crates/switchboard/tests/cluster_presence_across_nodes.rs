@@ -21,10 +21,7 @@ async fn alice_presence_until_marker(
     marker: &str,
 ) -> anyhow::Result<Vec<String>> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster
-        .api(1)
-        .publish(ROOM, json!({"data": {"marker": marker}}))
-        .await?;
+    cluster.api(1).publish(ROOM, json!({"data": {"marker": marker}})).await?;
     let mut states = Vec::new();
     loop {
         let frame: Frame = carol.next().await?;
@@ -38,18 +35,11 @@ async fn alice_presence_until_marker(
 }
 
 async fn present(cluster: &Cluster, node: usize) -> anyhow::Result<Vec<String>> {
-    let (status, body) = cluster
-        .api(node)
-        .get(&format!("/rooms/{ROOM}/presence"))
-        .await?;
+    let (status, body) = cluster.api(node).get(&format!("/rooms/{ROOM}/presence")).await?;
     anyhow::ensure!(status == 200, "presence answered {status}: {body}");
     Ok(body["users"]
         .as_array()
-        .map(|u| {
-            u.iter()
-                .filter_map(|u| u["user"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|u| u.iter().filter_map(|u| u["user"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default())
 }
 
@@ -84,9 +74,8 @@ async fn a_user_on_two_nodes_is_announced_once_and_leaves_once() {
         ended(&cluster, 1, &sid2).await?;
         let states = alice_presence_until_marker(&cluster, &mut carol, "one tab closed").await?;
         if !states.is_empty() {
-            problems.push(format!(
-                "alice's session on node 1 ended while she stays on node 0, yet carol heard {states:?}"
-            ));
+            problems
+                .push(format!("alice's session on node 1 ended while she stays on node 0, yet carol heard {states:?}"));
         }
         for node in 0..2 {
             let users = present(&cluster, node).await?;

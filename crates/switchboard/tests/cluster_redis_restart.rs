@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_testkit::cluster::{
-    full_history, Cluster, ClusterOptions, Member, MessageLog, RedisProcess,
-};
+use switchboard_testkit::cluster::{full_history, Cluster, ClusterOptions, Member, MessageLog, RedisProcess};
 use switchboard_testkit::serde_json::Value;
 use switchboard_testkit::{bounded, json, Frame, Transport};
 use tokio::sync::Mutex;
@@ -83,12 +81,7 @@ async fn publish_until_stopped(
             .await
             .map_err(|_| anyhow::anyhow!("publish {cid} unanswered for {ANSWER_TIMEOUT:?}"))??;
             let acked = answer.typ() == "ack";
-            attempts.push(Attempt {
-                data: data.clone(),
-                sent,
-                answered: Instant::now(),
-                answer,
-            });
+            attempts.push(Attempt { data: data.clone(), sent, answered: Instant::now(), answer });
             if acked {
                 if outage.lock().await.up.is_some_and(|up| sent > up) {
                     acked_after_restart.fetch_add(1, Ordering::SeqCst);
@@ -136,33 +129,22 @@ async fn acked_messages_survive_a_redis_crash_and_outage_sends_get_4500() {
 async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
     {
         let mut redis = RedisProcess::start().await?;
-        let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-restart")
-            .redis(&redis.url());
+        let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-restart").redis(&redis.url());
         options.node_ttl = NODE_TTL;
         let cluster = Cluster::start(options, 2).await?;
         let addrs = cluster.addrs();
 
         let mut publishers = Vec::new();
-        for (p, (node, transport)) in [(0, Transport::WebSocket), (1, Transport::LongPoll)]
-            .into_iter()
-            .enumerate()
-        {
-            let mut member =
-                Member::create(&addrs, node, node, &format!("pub{p}"), transport).await?;
+        for (p, (node, transport)) in [(0, Transport::WebSocket), (1, Transport::LongPoll)].into_iter().enumerate() {
+            let mut member = Member::create(&addrs, node, node, &format!("pub{p}"), transport).await?;
             member.join(ROOM).await?;
             publishers.push(member);
         }
         let mut subscribers = Vec::new();
-        for (s, (node, transport)) in [
-            (1, Transport::WebSocket),
-            (0, Transport::Sse),
-            (1, Transport::LongPoll),
-        ]
-        .into_iter()
-        .enumerate()
+        for (s, (node, transport)) in
+            [(1, Transport::WebSocket), (0, Transport::Sse), (1, Transport::LongPoll)].into_iter().enumerate()
         {
-            let mut member =
-                Member::create(&addrs, node, node, &format!("sub{s}"), transport).await?;
+            let mut member = Member::create(&addrs, node, node, &format!("sub{s}"), transport).await?;
             member.join(ROOM).await?;
             subscribers.push(tokio::spawn(subscribe(member)));
         }
@@ -210,9 +192,7 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
         }
         // The end marker, after every other publish was acked.
         let (first, _, _) = &mut results[0];
-        let cid = first
-            .send(json!({"type": "publish", "room": ROOM, "data": {"end": true}}))
-            .await?;
+        let cid = first.send(json!({"type": "publish", "room": ROOM, "data": {"end": true}})).await?;
         let (answer, _) = first.answer(&cid).await?;
         assert_eq!(answer.typ(), "ack", "end marker: {answer}");
         let mut logs = Vec::new();
@@ -230,11 +210,9 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
         for a in &attempts {
             let during = a.sent >= down && a.answered <= up;
             match (a.answer.typ(), a.answer.code()) {
-                ("ack", _) if during => problems.push(format!(
-                    "a publish sent {:?} into the outage was acked: {}",
-                    a.sent - down,
-                    a.answer
-                )),
+                ("ack", _) if during => {
+                    problems.push(format!("a publish sent {:?} into the outage was acked: {}", a.sent - down, a.answer))
+                }
                 ("ack", _) => {}
                 ("error", Some(4500)) => refused_in_outage += usize::from(during),
                 _ => problems.push(format!("publish {} answered {}", a.data, a.answer)),
@@ -244,10 +222,7 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
         assert!(
             refused_in_outage > 0,
             "no publish was answered during the outage (answers: {:?})",
-            attempts
-                .iter()
-                .map(|a| (a.answer.typ(), a.sent.saturating_duration_since(down)))
-                .collect::<Vec<_>>()
+            attempts.iter().map(|a| (a.answer.typ(), a.sent.saturating_duration_since(down))).collect::<Vec<_>>()
         );
 
         // Every acked message is in the history, once; nothing else is.
@@ -259,48 +234,20 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
             .collect();
         for (data, id) in &acks {
             let stored: Vec<&Value> = history.iter().filter(|m| m["data"] == **data).collect();
-            assert!(
-                stored.len() == 1 && stored[0]["id"] == *id,
-                "{data} acked as {id}, stored as {stored:?}"
-            );
+            assert!(stored.len() == 1 && stored[0]["id"] == *id, "{data} acked as {id}, stored as {stored:?}");
         }
-        assert_eq!(
-            history.len(),
-            acks.len() + 1,
-            "history holds the acked messages and the end marker"
-        );
+        assert_eq!(history.len(), acks.len() + 1, "history holds the acked messages and the end marker");
 
         // ... and was delivered once to every member.
         for (member, log) in logs.iter().map(|(m, l)| (m, l)) {
-            assert!(
-                member.violations().is_empty(),
-                "{}: {:#?}",
-                member.user(),
-                member.violations()
-            );
-            assert!(
-                log.problems().is_empty(),
-                "{}: {:#?}",
-                member.user(),
-                log.problems()
-            );
-            log.matches_history(&history).map_err(|e| {
-                e.context(format!("{} did not get every message once", member.user()))
-            })?;
+            assert!(member.violations().is_empty(), "{}: {:#?}", member.user(), member.violations());
+            assert!(log.problems().is_empty(), "{}: {:#?}", member.user(), log.problems());
+            log.matches_history(&history)
+                .map_err(|e| e.context(format!("{} did not get every message once", member.user())))?;
         }
         for (member, log, _) in &results {
-            assert!(
-                member.violations().is_empty(),
-                "{}: {:#?}",
-                member.user(),
-                member.violations()
-            );
-            assert!(
-                log.problems().is_empty(),
-                "{}: {:#?}",
-                member.user(),
-                log.problems()
-            );
+            assert!(member.violations().is_empty(), "{}: {:#?}", member.user(), member.violations());
+            assert!(log.problems().is_empty(), "{}: {:#?}", member.user(), log.problems());
         }
         Ok(())
     }
@@ -312,8 +259,7 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
 async fn presence_survives_a_redis_restart() {
     bounded(async {
         let mut redis = RedisProcess::start().await?;
-        let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-presence")
-            .redis(&redis.url());
+        let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-presence").redis(&redis.url());
         options.node_ttl = NODE_TTL;
         let cluster = Cluster::start(options, 2).await?;
         let addrs = cluster.addrs();
@@ -382,11 +328,7 @@ async fn presence_survives_a_redis_restart() {
         for task in listening {
             let (member, presence) = task.await??;
             let leaves: Vec<&Frame> = presence.iter().filter(|f| f.str("state") == Some("leave")).collect();
-            assert!(
-                leaves.is_empty(),
-                "{} was told that users left who never did: {leaves:?}",
-                member.user()
-            );
+            assert!(leaves.is_empty(), "{} was told that users left who never did: {leaves:?}", member.user());
             assert!(member.violations().is_empty(), "{:#?}", member.violations());
         }
         Ok(())

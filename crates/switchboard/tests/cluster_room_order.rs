@@ -54,13 +54,8 @@ async fn run_member(
     let publishing = tokio::spawn(async move {
         let mut published = HashMap::new();
         for first in (0..PER_MEMBER).step_by(BATCH as usize) {
-            let datas: Vec<Value> = (first..first + BATCH)
-                .map(|n| json!({"member": index, "n": n}))
-                .collect();
-            let frames = datas
-                .iter()
-                .map(|data| json!({"type": "publish", "room": ROOM, "data": data}))
-                .collect();
+            let datas: Vec<Value> = (first..first + BATCH).map(|n| json!({"member": index, "n": n})).collect();
+            let frames = datas.iter().map(|data| json!({"type": "publish", "room": ROOM, "data": data})).collect();
             let cids = sender.send(publish_via, frames).await?;
             published.extend(cids.into_iter().zip(datas));
         }
@@ -124,35 +119,20 @@ async fn six_members_on_three_nodes_see_one_order() {
         }
 
         let reference: Vec<u64> = seen[0].msgs.iter().map(|m| m.0).collect();
-        assert!(
-            reference.windows(2).all(|w| w[0] < w[1]),
-            "ids increase, each once: {reference:?}"
-        );
+        assert!(reference.windows(2).all(|w| w[0] < w[1]), "ids increase, each once: {reference:?}");
         assert_eq!(reference.len(), total, "every message arrived");
         for s in &seen {
             assert!(s.violations.is_empty(), "{}: {:#?}", s.user, s.violations);
             let order: Vec<u64> = s.msgs.iter().map(|m| m.0).collect();
-            assert_eq!(
-                order, reference,
-                "{} saw another order than {}",
-                s.user, seen[0].user
-            );
+            assert_eq!(order, reference, "{} saw another order than {}", s.user, seen[0].user);
             assert_eq!(s.msgs, seen[0].msgs, "{} saw other messages", s.user);
         }
 
         // Each publish was acked with the id of its own message.
-        let by_id: BTreeMap<u64, (String, Value)> = seen[0]
-            .msgs
-            .iter()
-            .map(|(id, from, data)| (*id, (from.clone(), data.clone())))
-            .collect();
+        let by_id: BTreeMap<u64, (String, Value)> =
+            seen[0].msgs.iter().map(|(id, from, data)| (*id, (from.clone(), data.clone()))).collect();
         for s in &seen {
-            assert_eq!(
-                s.acks.len(),
-                PER_MEMBER as usize,
-                "{}: one ack per publish",
-                s.user
-            );
+            assert_eq!(s.acks.len(), PER_MEMBER as usize, "{}: one ack per publish", s.user);
             for (cid, data) in &s.published {
                 let id = s.acks.get(cid).copied();
                 let message = id.and_then(|id| by_id.get(&id));
@@ -167,15 +147,9 @@ async fn six_members_on_three_nodes_see_one_order() {
 
         // The order everybody saw is the room's history.
         let history = full_history(&cluster.api(2), ROOM).await?;
-        let stored: Vec<(u64, Value)> = history
-            .iter()
-            .map(|m| (m["id"].as_u64().unwrap_or_default(), m["data"].clone()))
-            .collect();
-        let delivered: Vec<(u64, Value)> = seen[0]
-            .msgs
-            .iter()
-            .map(|(id, _, data)| (*id, data.clone()))
-            .collect();
+        let stored: Vec<(u64, Value)> =
+            history.iter().map(|m| (m["id"].as_u64().unwrap_or_default(), m["data"].clone())).collect();
+        let delivered: Vec<(u64, Value)> = seen[0].msgs.iter().map(|(id, _, data)| (*id, data.clone())).collect();
         assert_eq!(stored, delivered, "delivery order is history order");
         Ok(())
     })

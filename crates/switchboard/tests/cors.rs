@@ -15,43 +15,19 @@ async fn server() -> TestServer {
 }
 
 fn assert_allowed(response: &HttpResponse, origin: &str, what: &str) {
-    assert_eq!(
-        response.header("access-control-allow-origin").as_deref(),
-        Some(origin),
-        "{what}: ACAO"
-    );
-    assert_eq!(
-        response
-            .header("access-control-allow-credentials")
-            .as_deref(),
-        Some("true"),
-        "{what}: ACAC"
-    );
-    let vary = response
-        .header("vary")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    assert_eq!(response.header("access-control-allow-origin").as_deref(), Some(origin), "{what}: ACAO");
+    assert_eq!(response.header("access-control-allow-credentials").as_deref(), Some("true"), "{what}: ACAC");
+    let vary = response.header("vary").unwrap_or_default().to_ascii_lowercase();
     assert!(vary.contains("origin"), "{what}: Vary {vary:?}");
 }
 
 async fn assert_forbidden(response: HttpResponse, what: &str) -> anyhow::Result<()> {
     assert_eq!(response.status, 403, "{what}");
-    assert_ne!(
-        response.header("access-control-allow-origin").as_deref(),
-        Some("*"),
-        "{what}"
-    );
-    assert_ne!(
-        response.header("access-control-allow-origin").as_deref(),
-        Some(EVIL),
-        "{what}"
-    );
+    assert_ne!(response.header("access-control-allow-origin").as_deref(), Some("*"), "{what}");
+    assert_ne!(response.header("access-control-allow-origin").as_deref(), Some(EVIL), "{what}");
     let body = response.json().await?;
     assert_eq!(body["code"], 4403, "{what}: {body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
     Ok(())
 }
 
@@ -67,21 +43,10 @@ async fn preflight_from_allowed_origin_is_answered_with_credentials() {
             .await?;
         assert_eq!(response.status, 204);
         assert_allowed(&response, GOOD, "preflight");
-        let methods = response
-            .header("access-control-allow-methods")
-            .unwrap_or_default();
-        assert!(
-            methods.contains("POST") && methods.contains("GET"),
-            "allow-methods {methods:?}"
-        );
-        let headers = response
-            .header("access-control-allow-headers")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        assert!(
-            headers.contains("content-type") || headers == "*",
-            "allow-headers {headers:?}"
-        );
+        let methods = response.header("access-control-allow-methods").unwrap_or_default();
+        assert!(methods.contains("POST") && methods.contains("GET"), "allow-methods {methods:?}");
+        let headers = response.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+        assert!(headers.contains("content-type") || headers == "*", "allow-headers {headers:?}");
         server.shutdown().await;
         Ok(())
     })
@@ -119,16 +84,10 @@ async fn every_endpoint_refuses_a_foreign_origin_and_serves_an_allowed_one() {
             format!("/v1/poll?sid={sid}&wait=0"),
         ];
         for path in &gets {
-            let response = HttpRequest::get(path.as_str())
-                .origin(EVIL)
-                .send(addr)
-                .await?;
+            let response = HttpRequest::get(path.as_str()).origin(EVIL).send(addr).await?;
             assert_forbidden(response, &format!("GET {path} from {EVIL}")).await?;
 
-            let response = HttpRequest::get(path.as_str())
-                .origin(GOOD)
-                .send(addr)
-                .await?;
+            let response = HttpRequest::get(path.as_str()).origin(GOOD).send(addr).await?;
             assert_eq!(response.status, 200, "GET {path} from {GOOD}");
             assert_allowed(&response, GOOD, &format!("GET {path}"));
             drop(response); // streaming responses: the head is enough
@@ -139,15 +98,9 @@ async fn every_endpoint_refuses_a_foreign_origin_and_serves_an_allowed_one() {
 
         let send = format!("/v1/send?sid={sid}");
         let echo = json!({"type":"echo","data":1}).to_string();
-        let response = HttpRequest::post(send.as_str(), echo.clone())
-            .origin(EVIL)
-            .send(addr)
-            .await?;
+        let response = HttpRequest::post(send.as_str(), echo.clone()).origin(EVIL).send(addr).await?;
         assert_forbidden(response, "POST /v1/send from a foreign origin").await?;
-        let response = HttpRequest::post(send.as_str(), echo)
-            .origin(GOOD)
-            .send(addr)
-            .await?;
+        let response = HttpRequest::post(send.as_str(), echo).origin(GOOD).send(addr).await?;
         assert_eq!(response.status, 200);
         assert_allowed(&response, GOOD, "POST /v1/send");
 
@@ -164,27 +117,12 @@ async fn every_endpoint_refuses_a_foreign_origin_and_serves_an_allowed_one() {
 async fn websocket_upgrade_from_foreign_origin_is_refused_with_403() {
     bounded(async {
         let server = server().await;
-        let evil = Attach {
-            origin: Some(EVIL.to_owned()),
-            ..Attach::new(None, 0)
-        };
+        let evil = Attach { origin: Some(EVIL.to_owned()), ..Attach::new(None, 0) };
         let refused = WsDownstream::connect(server.addr(), &evil).await;
-        let status = refused
-            .as_ref()
-            .err()
-            .and_then(|e| e.downcast_ref::<Refused>())
-            .map(|r| r.status);
-        assert_eq!(
-            status,
-            Some(403),
-            "upgrade from {EVIL}: {:?}",
-            refused.err()
-        );
+        let status = refused.as_ref().err().and_then(|e| e.downcast_ref::<Refused>()).map(|r| r.status);
+        assert_eq!(status, Some(403), "upgrade from {EVIL}: {:?}", refused.err());
 
-        let good = Attach {
-            origin: Some(GOOD.to_owned()),
-            ..Attach::new(None, 0)
-        };
+        let good = Attach { origin: Some(GOOD.to_owned()), ..Attach::new(None, 0) };
         let mut ws = WsDownstream::connect(server.addr(), &good).await?;
         assert_eq!(ws.next().await?.typ(), "welcome");
         server.shutdown().await;
@@ -202,30 +140,16 @@ async fn jsonp_and_htmlfile_judge_the_page_by_referer() {
         let server = server().await;
         let addr = server.addr();
         for path in ["/v1/jsonp?callback=cb&wait=0", "/v1/htmlfile?callback=cb"] {
-            let evil_page = HttpRequest::get(path)
-                .header("referer", &format!("{EVIL}/page.html"))
-                .send(addr)
-                .await?;
+            let evil_page = HttpRequest::get(path).header("referer", &format!("{EVIL}/page.html")).send(addr).await?;
             assert_forbidden(evil_page, &format!("GET {path} from an {EVIL} page")).await?;
 
-            let cross_site = HttpRequest::get(path)
-                .header("sec-fetch-site", "cross-site")
-                .send(addr)
-                .await?;
-            assert_forbidden(
-                cross_site,
-                &format!("GET {path} cross-site without Referer"),
-            )
-            .await?;
+            let cross_site = HttpRequest::get(path).header("sec-fetch-site", "cross-site").send(addr).await?;
+            assert_forbidden(cross_site, &format!("GET {path} cross-site without Referer")).await?;
 
-            for (name, value) in [
-                ("referer", format!("{GOOD}/chat?room=lobby")),
-                ("sec-fetch-site", "same-origin".to_owned()),
-            ] {
-                let response = HttpRequest::get(path)
-                    .header(name, &value)
-                    .send(addr)
-                    .await?;
+            for (name, value) in
+                [("referer", format!("{GOOD}/chat?room=lobby")), ("sec-fetch-site", "same-origin".to_owned())]
+            {
+                let response = HttpRequest::get(path).header(name, &value).send(addr).await?;
                 assert_eq!(response.status, 200, "GET {path} with {name}: {value}");
             }
         }
@@ -234,18 +158,10 @@ async fn jsonp_and_htmlfile_judge_the_page_by_referer() {
         // With `*` allowed, any page may use them.
         let server = TestServer::start().await;
         for path in ["/v1/jsonp?callback=cb&wait=0", "/v1/htmlfile?callback=cb"] {
-            for (name, value) in [
-                ("referer", format!("{EVIL}/page.html")),
-                ("sec-fetch-site", "cross-site".to_owned()),
-            ] {
-                let response = HttpRequest::get(path)
-                    .header(name, &value)
-                    .send(server.addr())
-                    .await?;
-                assert_eq!(
-                    response.status, 200,
-                    "GET {path} with {name}: {value}, allowlist *"
-                );
+            for (name, value) in [("referer", format!("{EVIL}/page.html")), ("sec-fetch-site", "cross-site".to_owned())]
+            {
+                let response = HttpRequest::get(path).header(name, &value).send(server.addr()).await?;
+                assert_eq!(response.status, 200, "GET {path} with {name}: {value}, allowlist *");
             }
         }
         server.shutdown().await;
@@ -261,10 +177,7 @@ async fn wildcard_allowlist_echoes_the_origin_never_star() {
     bounded(async {
         let server = TestServer::start().await;
         let origin = "https://anywhere.example";
-        let response = HttpRequest::get("/v1/poll")
-            .origin(origin)
-            .send(server.addr())
-            .await?;
+        let response = HttpRequest::get("/v1/poll").origin(origin).send(server.addr()).await?;
         assert_eq!(response.status, 200);
         assert_allowed(&response, origin, "GET /v1/poll with allowlist *");
 

@@ -41,10 +41,8 @@ async fn v1_exchange_produces_only_documented_frame_types() {
         up_a.publish("not-joined", json!("refused")).await?;
         up_b.send_one(json!({"type":"leave","room":ROOM})).await?;
         up_a.publish(ROOM, json!("after b left")).await?;
-        up_a.send_one(json!({"type":"echo","data":0,"cid":"end"}))
-            .await?;
-        up_b.send_one(json!({"type":"echo","data":0,"cid":"end"}))
-            .await?;
+        up_a.send_one(json!({"type":"echo","data":0,"cid":"end"})).await?;
+        up_b.send_one(json!({"type":"echo","data":0,"cid":"end"})).await?;
 
         let mut strangers = Vec::new();
         for (name, downstream) in [("a", &mut a), ("b", &mut b)] {

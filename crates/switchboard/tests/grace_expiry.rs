@@ -15,9 +15,8 @@ const GRACE: Duration = Duration::from_millis(300);
 async fn wait_for_expiry(upstream: &Upstream) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + GRACE + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let (status, body) = upstream
-            .post(json!({"type":"echo","data":0,"cid":upstream.next_cid()}).to_string())
-            .await?;
+        let (status, body) =
+            upstream.post(json!({"type":"echo","data":0,"cid":upstream.next_cid()}).to_string()).await?;
         match status {
             200 => tokio::time::sleep(Duration::from_millis(25)).await,
             404 => {
@@ -27,10 +26,7 @@ async fn wait_for_expiry(upstream: &Upstream) -> anyhow::Result<Instant> {
             other => anyhow::bail!("POST answered {other}: {body}"),
         }
     }
-    anyhow::bail!(
-        "session still alive {:?} after detaching",
-        GRACE + Duration::from_secs(5)
-    )
+    anyhow::bail!("session still alive {:?} after detaching", GRACE + Duration::from_secs(5))
 }
 
 #[tokio::test]
@@ -43,15 +39,10 @@ async fn detached_session_ends_after_grace() {
         let upstream = Upstream::new(addr, &sid);
         let expired_at = wait_for_expiry(&upstream).await?;
         let lived = expired_at - detached_at;
-        assert!(
-            lived >= GRACE - Duration::from_millis(50),
-            "session ended {lived:?} after detaching"
-        );
+        assert!(lived >= GRACE - Duration::from_millis(50), "session ended {lived:?} after detaching");
 
         // It stays gone (the probes did not revive it)...
-        let (status, body) = upstream
-            .post(json!({"type":"echo","data":0,"cid":"late"}).to_string())
-            .await?;
+        let (status, body) = upstream.post(json!({"type":"echo","data":0,"cid":"late"}).to_string()).await?;
         assert_eq!((status, body["code"].clone()), (404, json!(4004)));
         // ...and every transport says so.
         assert_sessions_unknown(addr, &sid).await?;
@@ -67,23 +58,12 @@ async fn attached_session_outlives_grace() {
         let server = TestServer::start_with(|c| c.grace = GRACE).await;
         let addr = server.addr();
         let mut ws = Transport::WebSocket.attach(addr, None, 0).await?;
-        let sid = ws
-            .next_frame()
-            .await?
-            .str("sid")
-            .unwrap_or_default()
-            .to_owned();
+        let sid = ws.next_frame().await?.str("sid").unwrap_or_default().to_owned();
         tokio::time::sleep(GRACE * 3).await;
         let upstream = Upstream::new(addr, &sid);
-        let cid = upstream
-            .send_one(json!({"type":"echo","data":"alive"}))
-            .await?;
+        let cid = upstream.send_one(json!({"type":"echo","data":"alive"})).await?;
         let echo = next_non_ping(ws.as_mut()).await?;
-        assert_eq!(
-            (echo.typ(), echo.cid()),
-            ("echo", Some(cid.as_str())),
-            "{echo}"
-        );
+        assert_eq!((echo.typ(), echo.cid()), ("echo", Some(cid.as_str())), "{echo}");
         server.shutdown().await;
         Ok(())
     })
@@ -98,12 +78,7 @@ async fn resume_within_grace_keeps_the_session() {
         let server = TestServer::start_with(|c| c.grace = GRACE).await;
         let addr = server.addr();
         let mut ws = Transport::Sse.attach(addr, None, 0).await?;
-        let sid = ws
-            .next_frame()
-            .await?
-            .str("sid")
-            .unwrap_or_default()
-            .to_owned();
+        let sid = ws.next_frame().await?.str("sid").unwrap_or_default().to_owned();
         let started = Instant::now();
         for _ in 0..4 {
             drop(ws);

@@ -16,22 +16,12 @@ async fn idle_attachments_get_ping_frames() {
         for transport in [Transport::WebSocket, Transport::Stream, Transport::HtmlFile] {
             let mut downstream = transport.attach(server.addr(), None, 0).await?;
             let welcome = downstream.next_frame().await?;
-            assert_eq!(
-                welcome.u64("heartbeat"),
-                Some(100),
-                "{transport}: {welcome}"
-            );
+            assert_eq!(welcome.u64("heartbeat"), Some(100), "{transport}: {welcome}");
             for _ in 0..2 {
                 let frame = tokio::time::timeout(HEARTBEAT * 5, downstream.next_frame())
                     .await
-                    .map_err(|_| {
-                        anyhow::anyhow!("{transport}: no ping within {:?}", HEARTBEAT * 5)
-                    })??;
-                assert_eq!(
-                    frame.value(),
-                    &switchboard_testkit::json!({"type":"ping"}),
-                    "{transport}"
-                );
+                    .map_err(|_| anyhow::anyhow!("{transport}: no ping within {:?}", HEARTBEAT * 5))??;
+                assert_eq!(frame.value(), &switchboard_testkit::json!({"type":"ping"}), "{transport}");
             }
         }
         server.shutdown().await;
@@ -48,16 +38,8 @@ async fn idle_sse_gets_comment_heartbeats() {
         let welcome = sse.next().await?;
         assert_eq!(welcome.u64("heartbeat"), Some(100), "{welcome}");
         let next = tokio::time::timeout(HEARTBEAT * 5, sse.next()).await;
-        assert!(
-            next.is_err(),
-            "SSE heartbeats are comments, not frames: got {next:?}"
-        );
-        assert!(
-            sse.heartbeats() >= 2,
-            "{} `: hb` lines in {:?}",
-            sse.heartbeats(),
-            HEARTBEAT * 5
-        );
+        assert!(next.is_err(), "SSE heartbeats are comments, not frames: got {next:?}");
+        assert!(sse.heartbeats() >= 2, "{} `: hb` lines in {:?}", sse.heartbeats(), HEARTBEAT * 5);
         server.shutdown().await;
         Ok(())
     })

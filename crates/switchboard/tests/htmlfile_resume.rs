@@ -20,28 +20,15 @@ async fn htmlfile_resumes_after_cut_without_loss_or_duplicate() {
 async fn htmlfile_preamble_is_padded_past_1kib_and_names_the_callback() {
     bounded(async {
         let server = TestServer::start().await;
-        let attach = Attach {
-            callback: "app.$onFrame_1".to_owned(),
-            ..Attach::new(None, 0)
-        };
+        let attach = Attach { callback: "app.$onFrame_1".to_owned(), ..Attach::new(None, 0) };
         let mut html = HtmlFileDownstream::connect(server.addr(), &attach).await?;
         let content_type = html.response().header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("text/html"),
-            "content-type {content_type:?}"
-        );
+        assert!(content_type.starts_with("text/html"), "content-type {content_type:?}");
         let welcome = html.next().await?;
         check_new_welcome(&welcome)?;
         let preamble = String::from_utf8_lossy(html.preamble().unwrap_or_default()).into_owned();
-        assert!(
-            preamble.len() >= 1024,
-            "preamble is {} bytes: {preamble:?}",
-            preamble.len()
-        );
-        assert!(
-            preamble.contains("parent.app.$onFrame_1"),
-            "preamble does not bind the callback: {preamble:?}"
-        );
+        assert!(preamble.len() >= 1024, "preamble is {} bytes: {preamble:?}", preamble.len());
+        assert!(preamble.contains("parent.app.$onFrame_1"), "preamble does not bind the callback: {preamble:?}");
         server.shutdown().await;
         Ok(())
     })

@@ -29,16 +29,10 @@ async fn an_acked_message_is_already_in_history() {
         let mut alice = ChatClient::connect(server.addr(), "alice").await?;
         alice.join(ROOM).await?;
         for n in 0..20 {
-            let ack = alice
-                .acked(json!({"type": "publish", "room": ROOM, "data": {"n": n}}))
-                .await?;
-            let id = ack
-                .u64("id")
-                .ok_or_else(|| anyhow::anyhow!("publish ack without id: {ack}"))?;
+            let ack = alice.acked(json!({"type": "publish", "room": ROOM, "data": {"n": n}})).await?;
+            let id = ack.u64("id").ok_or_else(|| anyhow::anyhow!("publish ack without id: {ack}"))?;
             // Asked the moment the ack arrived, through another door.
-            let page = api
-                .history(ROOM, &format!("after={}&limit=1", id - 1))
-                .await?;
+            let page = api.history(ROOM, &format!("after={}&limit=1", id - 1)).await?;
             assert_eq!(ids(&page), [id], "message {id} acked but not in history");
             assert_eq!(page[0]["data"], json!({"n": n}));
         }
@@ -88,11 +82,7 @@ async fn a_retried_publish_is_stored_and_delivered_once() {
         assert_eq!(stored, [&json!("hello"), &json!("batch")], "{history:?}");
 
         let seen = bob.sync().await?;
-        let delivered: Vec<Option<u64>> = seen
-            .iter()
-            .filter(|f| f.typ() == "msg")
-            .map(|f| f.u64("id"))
-            .collect();
+        let delivered: Vec<Option<u64>> = seen.iter().filter(|f| f.typ() == "msg").map(|f| f.u64("id")).collect();
         assert_eq!(delivered, [Some(id), batch_ack.u64("id")], "{seen:?}");
 
         // The same cid from another user is another message.

@@ -14,19 +14,12 @@ use switchboard_testkit::{bounded, json, HttpRequest, TestServer};
 const SECRET: &str = "an HS256 secret only the tests know";
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A token signed with `secret` carrying `claims`.
 fn sign(secret: &str, claims: &Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing")
+    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HS256 signing")
 }
 
 /// A valid token of `sub` for an hour, with `extra` claims.
@@ -50,20 +43,9 @@ fn assert_unauthorized(refusal: &Refusal) -> String {
     let close = &refusal.close;
     assert!(close.is_close(4401), "expected close 4401, got {close}");
     assert_eq!(close.bool("reconnect"), Some(false), "{close}");
-    let message = close
-        .str("reason")
-        .or_else(|| close.str("message"))
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        message.len() > 10,
-        "a 4401 needs a message a person can act on: {close}"
-    );
-    assert_eq!(
-        refusal.ws_close,
-        Some(4401),
-        "WebSocket close code for {close}"
-    );
+    let message = close.str("reason").or_else(|| close.str("message")).unwrap_or_default().to_owned();
+    assert!(message.len() > 10, "a 4401 needs a message a person can act on: {close}");
+    assert_eq!(refusal.ws_close, Some(4401), "WebSocket close code for {close}");
     message.to_lowercase()
 }
 
@@ -72,11 +54,7 @@ async fn a_valid_token_names_the_session() {
     bounded(async {
         let server = jwt_server().await;
         let addr = server.addr();
-        let alice = ChatClient::login(
-            addr,
-            &Login::token(&token("alice", json!({"name": "Alice"}))),
-        )
-        .await?;
+        let alice = ChatClient::login(addr, &Login::token(&token("alice", json!({"name": "Alice"})))).await?;
         assert_eq!(
             (alice.welcome().str("user"), alice.welcome().str("name")),
             (Some("alice"), Some("Alice")),
@@ -93,10 +71,7 @@ async fn a_valid_token_names_the_session() {
 
         // The same over an HTTP transport, with the header.
         let response = HttpRequest::get("/v1/poll?wait=0")
-            .header(
-                "authorization",
-                &format!("Bearer {}", token("carol", json!({}))),
-            )
+            .header("authorization", &format!("Bearer {}", token("carol", json!({}))))
             .send(addr)
             .await?;
         let frames = response.json().await?;
@@ -119,17 +94,9 @@ async fn a_missing_token_is_refused() {
         assert_unauthorized(&ChatClient::refused(addr, &Login::name("alice")).await?);
 
         // Over a poll the refusal is the answer's only frame.
-        let frames = HttpRequest::get("/v1/poll?wait=0")
-            .send(addr)
-            .await?
-            .json()
-            .await?;
+        let frames = HttpRequest::get("/v1/poll?wait=0").send(addr).await?.json().await?;
         assert_eq!(frames.as_array().map(Vec::len), Some(1), "{frames}");
-        assert_eq!(
-            (&frames[0]["type"], &frames[0]["code"]),
-            (&json!("close"), &json!(4401)),
-            "{frames}"
-        );
+        assert_eq!((&frames[0]["type"], &frames[0]["code"]), (&json!("close"), &json!(4401)), "{frames}");
         server.shutdown().await;
         Ok(())
     })
@@ -140,16 +107,9 @@ async fn a_missing_token_is_refused() {
 async fn a_bad_signature_is_refused() {
     bounded(async {
         let server = jwt_server().await;
-        let forged = sign(
-            "somebody else's secret",
-            &json!({"sub": "alice", "exp": now() + 3600}),
-        );
-        let message =
-            assert_unauthorized(&ChatClient::refused(server.addr(), &Login::token(&forged)).await?);
-        assert!(
-            message.contains("signature") || message.contains("invalid"),
-            "{message}"
-        );
+        let forged = sign("somebody else's secret", &json!({"sub": "alice", "exp": now() + 3600}));
+        let message = assert_unauthorized(&ChatClient::refused(server.addr(), &Login::token(&forged)).await?);
+        assert!(message.contains("signature") || message.contains("invalid"), "{message}");
         // The right secret with another algorithm than the configured one.
         let other_alg = encode(
             &Header::new(Algorithm::HS512),
@@ -170,9 +130,7 @@ async fn an_expired_token_is_refused() {
     bounded(async {
         let server = jwt_server().await;
         let expired = sign(SECRET, &json!({"sub": "alice", "exp": now() - 3600}));
-        let message = assert_unauthorized(
-            &ChatClient::refused(server.addr(), &Login::token(&expired)).await?,
-        );
+        let message = assert_unauthorized(&ChatClient::refused(server.addr(), &Login::token(&expired)).await?);
         assert!(message.contains("expired"), "{message}");
         // `exp` is required.
         let eternal = sign(SECRET, &json!({"sub": "alice"}));
@@ -190,22 +148,11 @@ async fn the_rooms_claim_limits_joins() {
         let login = Login::token(&token("alice", json!({"rooms": ["lobby"]})));
         let mut alice = ChatClient::login(server.addr(), &login).await?;
         alice.join("lobby").await?;
-        let error = alice
-            .refused_with(json!({"type": "join", "room": "staff"}), 4403)
-            .await?;
-        assert!(
-            error.str("message").is_some_and(|m| m.contains("staff")),
-            "the message names the room: {error}"
-        );
-        alice
-            .refused_with(json!({"type": "join", "room": "dm:alice:bob"}), 4403)
-            .await?;
-        alice
-            .refused_with(json!({"type": "publish", "room": "staff", "data": 1}), 4403)
-            .await?;
-        alice
-            .refused_with(json!({"type": "history", "room": "staff"}), 4403)
-            .await?;
+        let error = alice.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
+        assert!(error.str("message").is_some_and(|m| m.contains("staff")), "the message names the room: {error}");
+        alice.refused_with(json!({"type": "join", "room": "dm:alice:bob"}), 4403).await?;
+        alice.refused_with(json!({"type": "publish", "room": "staff", "data": 1}), 4403).await?;
+        alice.refused_with(json!({"type": "history", "room": "staff"}), 4403).await?;
         server.shutdown().await;
         Ok(())
     })
@@ -224,38 +171,19 @@ async fn a_session_cannot_be_resumed_with_another_users_token() {
         alice.disconnect().await?;
 
         let bob_token = token("bob", json!({}));
-        let message = assert_unauthorized(
-            &ChatClient::refused(addr, &Login::token(&bob_token).resume(&sid, 0)).await?,
-        );
+        let message = assert_unauthorized(&ChatClient::refused(addr, &Login::token(&bob_token).resume(&sid, 0)).await?);
         assert!(message.contains("another user"), "{message}");
-        let frames = HttpRequest::get(format!("/v1/poll?wait=0&sid={sid}&token={bob_token}"))
-            .send(addr)
-            .await?
-            .json()
-            .await?;
-        assert_eq!(
-            (&frames[0]["type"], &frames[0]["code"]),
-            (&json!("close"), &json!(4401)),
-            "{frames}"
-        );
+        let frames =
+            HttpRequest::get(format!("/v1/poll?wait=0&sid={sid}&token={bob_token}")).send(addr).await?.json().await?;
+        assert_eq!((&frames[0]["type"], &frames[0]["code"]), (&json!("close"), &json!(4401)), "{frames}");
 
         // The owner resumes, with her token or with none (the sid is the
         // secret), and finds her session intact.
         let alice = ChatClient::login(addr, &Login::token(&alice_token).resume(&sid, 0)).await?;
-        assert_eq!(
-            alice.welcome().bool("resumed"),
-            Some(true),
-            "{}",
-            alice.welcome()
-        );
+        assert_eq!(alice.welcome().bool("resumed"), Some(true), "{}", alice.welcome());
         alice.disconnect().await?;
         let mut alice = ChatClient::login(addr, &Login::guest().resume(&sid, 0)).await?;
-        assert_eq!(
-            alice.welcome().bool("resumed"),
-            Some(true),
-            "{}",
-            alice.welcome()
-        );
+        assert_eq!(alice.welcome().bool("resumed"), Some(true), "{}", alice.welcome());
         assert_eq!(alice.user(), "alice");
         alice.publish("lobby", json!("still me")).await?;
         server.shutdown().await;
@@ -277,14 +205,10 @@ async fn development_mode_uses_nicknames() {
         let guest = ChatClient::login(addr, &Login::guest()).await?;
         assert!(guest.user().starts_with("guest"), "{}", guest.welcome());
 
-        let message = assert_unauthorized(
-            &ChatClient::refused(addr, &Login::token(&token("alice", json!({})))).await?,
-        );
+        let message = assert_unauthorized(&ChatClient::refused(addr, &Login::token(&token("alice", json!({})))).await?);
         assert!(message.contains("development"), "{message}");
         assert_unauthorized(&ChatClient::refused(addr, &Login::name("<script>")).await?);
-        assert_unauthorized(
-            &ChatClient::refused(addr, &Login::name("mallory").resume(alice.sid(), 0)).await?,
-        );
+        assert_unauthorized(&ChatClient::refused(addr, &Login::name("mallory").resume(alice.sid(), 0)).await?);
         server.shutdown().await;
         Ok(())
     })
@@ -303,22 +227,13 @@ async fn the_rooms_claim_admits_to_a_private_room() {
         .await;
         let addr = server.addr();
         let (status, body) = Api::new(addr, Some("key"))
-            .post(
-                "/rooms",
-                json!({"name": "staff", "private": true, "members": []}),
-            )
+            .post("/rooms", json!({"name": "staff", "private": true, "members": []}))
             .await?;
         assert_eq!(status, 201, "{body}");
         let listed = Login::token(&token("alice", json!({"rooms": ["staff"]})));
-        ChatClient::login(addr, &listed)
-            .await?
-            .join("staff")
-            .await?;
+        ChatClient::login(addr, &listed).await?.join("staff").await?;
         let unlisted = Login::token(&token("bob", json!({})));
-        ChatClient::login(addr, &unlisted)
-            .await?
-            .refused_with(json!({"type": "join", "room": "staff"}), 4403)
-            .await?;
+        ChatClient::login(addr, &unlisted).await?.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
         server.shutdown().await;
         Ok(())
     })
@@ -351,10 +266,7 @@ async fn a_narrowed_rooms_claim_is_enforced_on_the_next_session() {
             leaked.is_empty(),
             "alice's token no longer allows staff, yet her new session gets {leaked:?} (rooms frame {rooms})"
         );
-        assert!(
-            rooms_of(&rooms)?.iter().all(|r| r["room"] != "staff"),
-            "staff offered to alice: {rooms}"
-        );
+        assert!(rooms_of(&rooms)?.iter().all(|r| r["room"] != "staff"), "staff offered to alice: {rooms}");
         server.shutdown().await;
         Ok(())
     })
@@ -367,8 +279,7 @@ async fn a_sub_with_a_colon_is_refused() {
     bounded(async {
         let server = jwt_server().await;
         let bad = token("alice:bob", json!({}));
-        let message =
-            assert_unauthorized(&ChatClient::refused(server.addr(), &Login::token(&bad)).await?);
+        let message = assert_unauthorized(&ChatClient::refused(server.addr(), &Login::token(&bad)).await?);
         assert!(message.contains("sub"), "{message}");
         server.shutdown().await;
         Ok(())

@@ -21,35 +21,18 @@ async fn a_dm_room_is_only_for_its_two_users() {
         bob.sync().await?;
         let id = alice.publish(DM, json!("just between us")).await?;
         let msg = bob.skip_to("msg").await?;
-        assert_eq!(
-            (msg.str("room"), msg.u64("id")),
-            (Some(DM), Some(id)),
-            "{msg}"
-        );
+        assert_eq!((msg.str("room"), msg.u64("id")), (Some(DM), Some(id)), "{msg}");
 
-        let refusal = carol
-            .refused_with(json!({"type": "join", "room": DM}), 4403)
-            .await?;
-        assert!(
-            refusal.cid().is_some(),
-            "the refusal names the frame: {refusal}"
-        );
-        carol
-            .refused_with(json!({"type": "history", "room": DM}), 4403)
-            .await?;
-        carol
-            .refused_with(json!({"type": "who", "room": DM}), 4403)
-            .await?;
-        carol
-            .refused_with(json!({"type": "publish", "room": DM, "data": "hi"}), 4403)
-            .await?;
+        let refusal = carol.refused_with(json!({"type": "join", "room": DM}), 4403).await?;
+        assert!(refusal.cid().is_some(), "the refusal names the frame: {refusal}");
+        carol.refused_with(json!({"type": "history", "room": DM}), 4403).await?;
+        carol.refused_with(json!({"type": "who", "room": DM}), 4403).await?;
+        carol.refused_with(json!({"type": "publish", "room": DM, "data": "hi"}), 4403).await?;
         let seen = bob.sync().await?;
         assert!(seen.iter().all(|f| f.typ() != "msg"), "{seen:?}");
 
         // Only the canonical name exists.
-        alice
-            .refused_with(json!({"type": "join", "room": "dm:bob:alice"}), 4400)
-            .await?;
+        alice.refused_with(json!({"type": "join", "room": "dm:bob:alice"}), 4400).await?;
         server.shutdown().await;
         Ok(())
     })
@@ -62,36 +45,20 @@ async fn a_private_room_admits_its_members_only() {
         let server = TestServer::start_with(|c| c.api_key = Some(KEY.into())).await;
         let addr = server.addr();
         let api = Api::new(addr, Some(KEY));
-        let (status, created) = api
-            .post(
-                "/rooms",
-                json!({"name": "staff", "private": true, "members": ["alice"]}),
-            )
-            .await?;
+        let (status, created) =
+            api.post("/rooms", json!({"name": "staff", "private": true, "members": ["alice"]})).await?;
         assert_eq!(status, 201, "{created}");
-        assert_eq!(
-            created,
-            json!({"name": "staff", "private": true, "members": ["alice"]})
-        );
+        assert_eq!(created, json!({"name": "staff", "private": true, "members": ["alice"]}));
 
         let mut alice = ChatClient::connect(addr, "alice").await?;
         alice.join("staff").await?;
         alice.publish("staff", json!("staff only")).await?;
 
         let mut carol = ChatClient::connect(addr, "carol").await?;
-        let error = carol
-            .refused_with(json!({"type": "join", "room": "staff"}), 4403)
-            .await?;
-        assert!(
-            error.str("message").is_some_and(|m| m.contains("private")),
-            "{error}"
-        );
-        carol
-            .refused_with(json!({"type": "history", "room": "staff"}), 4403)
-            .await?;
-        carol
-            .refused_with(json!({"type": "who", "room": "staff"}), 4403)
-            .await?;
+        let error = carol.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
+        assert!(error.str("message").is_some_and(|m| m.contains("private")), "{error}");
+        carol.refused_with(json!({"type": "history", "room": "staff"}), 4403).await?;
+        carol.refused_with(json!({"type": "who", "room": "staff"}), 4403).await?;
 
         // Made a member, carol may join and read.
         let (status, body) = api.put("/rooms/staff/members/carol").await?;
@@ -104,14 +71,10 @@ async fn a_private_room_admits_its_members_only() {
         let (status, body) = api.delete("/rooms/staff/members/carol").await?;
         assert_eq!(status, 204, "{body}");
         let mut carol_again = ChatClient::connect(addr, "carol").await?;
-        carol_again
-            .refused_with(json!({"type": "join", "room": "staff"}), 4403)
-            .await?;
+        carol_again.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
 
         // Made public, anyone may join.
-        let (status, body) = api
-            .post("/rooms", json!({"name": "staff", "private": false}))
-            .await?;
+        let (status, body) = api.post("/rooms", json!({"name": "staff", "private": false})).await?;
         assert_eq!(status, 201, "{body}");
         let mut dave = ChatClient::connect(addr, "dave").await?;
         dave.join("staff").await?;
@@ -129,29 +92,15 @@ async fn members_of_a_private_room_are_joined_automatically() {
         let server = TestServer::start_with(|c| c.api_key = Some(KEY.into())).await;
         let addr = server.addr();
         let api = Api::new(addr, Some(KEY));
-        let (status, body) = api
-            .post(
-                "/rooms",
-                json!({"name": "staff", "private": true, "members": ["alice"]}),
-            )
-            .await?;
+        let (status, body) =
+            api.post("/rooms", json!({"name": "staff", "private": true, "members": ["alice"]})).await?;
         assert_eq!(status, 201, "{body}");
         let mut alice = ChatClient::connect(addr, "alice").await?;
         let rooms = alice.skip_to("rooms").await?;
-        assert!(
-            rooms.value()["rooms"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["room"] == "staff")),
-            "{rooms}"
-        );
-        let posted = api
-            .publish("staff", json!({"data": "welcome aboard"}))
-            .await?;
+        assert!(rooms.value()["rooms"].as_array().is_some_and(|r| r.iter().any(|r| r["room"] == "staff")), "{rooms}");
+        let posted = api.publish("staff", json!({"data": "welcome aboard"})).await?;
         let msg = alice.skip_to("msg").await?;
-        assert_eq!(
-            (msg.str("room"), msg.u64("id")),
-            (Some("staff"), posted["id"].as_u64())
-        );
+        assert_eq!((msg.str("room"), msg.u64("id")), (Some("staff"), posted["id"].as_u64()));
         server.shutdown().await;
         Ok(())
     })

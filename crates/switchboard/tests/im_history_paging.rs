@@ -21,52 +21,22 @@ async fn history_pages_forward_and_back() {
         let api = Api::new(addr, Some(KEY));
         let mut alice = ChatClient::connect(addr, "alice").await?;
         alice.join(ROOM).await?;
-        let answers = alice
-            .publish_all(ROOM, (1..=60).map(|n| json!({"n": n})).collect())
-            .await?;
+        let answers = alice.publish_all(ROOM, (1..=60).map(|n| json!({"n": n})).collect()).await?;
         assert!(answers.iter().all(|a| a.typ() == "ack"));
 
         // (protocol query, API query, expected ids)
         let cases = [
             (json!({"after": 0}), "after=0", range(1, 50)),
-            (
-                json!({"after": 0, "limit": 10}),
-                "after=0&limit=10",
-                range(1, 10),
-            ),
-            (
-                json!({"after": 10, "limit": 10}),
-                "after=10&limit=10",
-                range(11, 20),
-            ),
-            (
-                json!({"after": 55, "limit": 10}),
-                "after=55&limit=10",
-                range(56, 60),
-            ),
+            (json!({"after": 0, "limit": 10}), "after=0&limit=10", range(1, 10)),
+            (json!({"after": 10, "limit": 10}), "after=10&limit=10", range(11, 20)),
+            (json!({"after": 55, "limit": 10}), "after=55&limit=10", range(56, 60)),
             (json!({"after": 60}), "after=60", vec![]),
-            (
-                json!({"before": 61, "limit": 10}),
-                "before=61&limit=10",
-                range(51, 60),
-            ),
-            (
-                json!({"before": 51, "limit": 10}),
-                "before=51&limit=10",
-                range(41, 50),
-            ),
-            (
-                json!({"before": 5, "limit": 10}),
-                "before=5&limit=10",
-                range(1, 4),
-            ),
+            (json!({"before": 61, "limit": 10}), "before=61&limit=10", range(51, 60)),
+            (json!({"before": 51, "limit": 10}), "before=51&limit=10", range(41, 50)),
+            (json!({"before": 5, "limit": 10}), "before=5&limit=10", range(1, 4)),
             (json!({"before": 1}), "before=1", vec![]),
             (json!({"before": 61}), "before=61", range(11, 60)),
-            (
-                json!({"after": 5, "before": 9}),
-                "after=5&before=9",
-                range(6, 8),
-            ),
+            (json!({"after": 5, "before": 9}), "after=5&before=9", range(6, 8)),
             (json!({"after": 0, "limit": 1}), "after=0&limit=1", vec![1]),
         ];
         for (query, api_query, expected) in cases {
@@ -80,18 +50,12 @@ async fn history_pages_forward_and_back() {
         let page = alice.history(ROOM, json!({"after": 0, "limit": 3})).await?;
         for (n, message) in (1..).zip(&page) {
             assert_eq!(message["data"], json!({"n": n}), "{message}");
-            assert_eq!(
-                (&message["user"], &message["name"]),
-                (&json!("alice"), &json!("alice"))
-            );
+            assert_eq!((&message["user"], &message["name"]), (&json!("alice"), &json!("alice")));
             assert!(message["ts"].as_u64().is_some_and(|ts| ts > 0), "{message}");
         }
 
         // A room nobody wrote to has an empty history.
-        assert!(alice
-            .history("empty", json!({"after": 0}))
-            .await?
-            .is_empty());
+        assert!(alice.history("empty", json!({"after": 0})).await?.is_empty());
         server.shutdown().await;
         Ok(())
     })
@@ -106,16 +70,10 @@ async fn a_page_holds_at_most_500() {
         let addr = server.addr();
         let mut alice = ChatClient::connect(addr, "alice").await?;
         alice.join(ROOM).await?;
-        alice
-            .publish_all(ROOM, (0..520).map(|n| json!(n)).collect())
-            .await?;
-        let page = alice
-            .history(ROOM, json!({"after": 0, "limit": 1000}))
-            .await?;
+        alice.publish_all(ROOM, (0..520).map(|n| json!(n)).collect()).await?;
+        let page = alice.history(ROOM, json!({"after": 0, "limit": 1000})).await?;
         assert_eq!(ids(&page), range(1, 500));
-        let page = Api::new(addr, Some(KEY))
-            .history(ROOM, "before=521&limit=1000")
-            .await?;
+        let page = Api::new(addr, Some(KEY)).history(ROOM, "before=521&limit=1000").await?;
         assert_eq!(ids(&page), range(21, 520));
         server.shutdown().await;
         Ok(())
@@ -131,15 +89,11 @@ async fn scrolling_back_sees_every_message_once() {
         let server = TestServer::start().await;
         let mut alice = ChatClient::connect(server.addr(), "alice").await?;
         alice.join(ROOM).await?;
-        alice
-            .publish_all(ROOM, (0..137).map(|n| json!(n)).collect())
-            .await?;
+        alice.publish_all(ROOM, (0..137).map(|n| json!(n)).collect()).await?;
         let mut seen = Vec::new();
         let mut before = 138;
         loop {
-            let page = alice
-                .history(ROOM, json!({"before": before, "limit": 20}))
-                .await?;
+            let page = alice.history(ROOM, json!({"before": before, "limit": 20})).await?;
             let Some(oldest) = page.first().and_then(|m| m["id"].as_u64()) else {
                 break;
             };

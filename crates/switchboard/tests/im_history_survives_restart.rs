@@ -27,15 +27,9 @@ async fn history_survives_a_restart() {
         alice.join(ROOM).await?;
         let mut acked = Vec::new();
         for n in 0..5 {
-            acked.push(
-                alice
-                    .publish(ROOM, json!({"n": n, "text": "über <b>"}))
-                    .await?,
-            );
+            acked.push(alice.publish(ROOM, json!({"n": n, "text": "über <b>"})).await?);
         }
-        alice
-            .acked(json!({"type": "read", "room": ROOM, "id": acked[2]}))
-            .await?;
+        alice.acked(json!({"type": "read", "room": ROOM, "id": acked[2]})).await?;
         let before = alice.history(ROOM, json!({})).await?;
         assert_eq!(ids(&before), acked);
         alice.disconnect().await?;
@@ -44,10 +38,7 @@ async fn history_survives_a_restart() {
         let server = TestServer::start_with(on_disk(dir.path())).await;
         let mut bob = ChatClient::connect(server.addr(), "bob").await?;
         let after = bob.history(ROOM, json!({})).await?;
-        assert_eq!(
-            after, before,
-            "the same messages (id, ts, user, name, data) after the restart"
-        );
+        assert_eq!(after, before, "the same messages (id, ts, user, name, data) after the restart");
         for (n, message) in after.iter().enumerate() {
             assert_eq!(message["data"], json!({"n": n, "text": "über <b>"}));
             assert_eq!(message["user"], "alice");
@@ -70,11 +61,7 @@ async fn history_survives_a_restart() {
         );
         let live = bob.publish(ROOM, json!("live")).await?;
         let msg = alice.skip_to("msg").await?;
-        assert_eq!(
-            msg.u64("id"),
-            Some(live),
-            "alice is in the room again: {msg}"
-        );
+        assert_eq!(msg.u64("id"), Some(live), "alice is in the room again: {msg}");
         server.shutdown().await;
         Ok(())
     })
@@ -117,10 +104,7 @@ async fn private_rooms_survive_a_restart() {
         };
         let server = TestServer::start_with(with_api).await;
         let (status, body) = Api::new(server.addr(), Some("key"))
-            .post(
-                "/rooms",
-                json!({"name": "staff", "private": true, "members": ["alice"]}),
-            )
+            .post("/rooms", json!({"name": "staff", "private": true, "members": ["alice"]}))
             .await?;
         assert_eq!(status, 201, "{body}");
         server.shutdown().await;
@@ -128,9 +112,7 @@ async fn private_rooms_survive_a_restart() {
         let server = TestServer::start_with(with_api).await;
         let addr = server.addr();
         let mut carol = ChatClient::connect(addr, "carol").await?;
-        carol
-            .refused_with(json!({"type": "join", "room": "staff"}), 4403)
-            .await?;
+        carol.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
         let mut alice = ChatClient::connect(addr, "alice").await?;
         alice.join("staff").await?;
         let (status, rooms) = Api::new(addr, Some("key")).get("/rooms").await?;

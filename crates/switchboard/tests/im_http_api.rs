@@ -18,10 +18,7 @@ async fn api_server() -> TestServer {
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "an error needs a message: {body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "an error needs a message: {body}");
 }
 
 #[tokio::test]
@@ -43,25 +40,16 @@ async fn the_api_needs_its_key() {
     bounded(async {
         let server = api_server().await;
         let addr = server.addr();
-        for key in [
-            None,
-            Some("wrong"),
-            Some("the-api-ke"),
-            Some("the-api-key2"),
-        ] {
+        for key in [None, Some("wrong"), Some("the-api-ke"), Some("the-api-key2")] {
             let api = Api::new(addr, key);
             let (status, body) = api.get("/rooms").await?;
             assert_error(status, &body, 401, 4401);
-            let (status, body) = api
-                .post("/rooms/lobby/messages", json!({"data": 1}))
-                .await?;
+            let (status, body) = api.post("/rooms/lobby/messages", json!({"data": 1})).await?;
             assert_error(status, &body, 401, 4401);
         }
         // Basic is not Bearer.
-        let response = HttpRequest::get("/api/v1/rooms")
-            .header("authorization", &format!("Basic {KEY}"))
-            .send(addr)
-            .await?;
+        let response =
+            HttpRequest::get("/api/v1/rooms").header("authorization", &format!("Basic {KEY}")).send(addr).await?;
         assert_eq!(response.status, 401);
         // Nothing was posted by the refused calls.
         let api = Api::new(addr, Some(KEY));
@@ -84,39 +72,20 @@ async fn publishing_reaches_connected_clients() {
         alice.join(ROOM).await?;
         alice.sync().await?;
 
-        let posted = api
-            .publish(ROOM, json!({"data": {"text": "Maintenance at 22:00"}}))
-            .await?;
+        let posted = api.publish(ROOM, json!({"data": {"text": "Maintenance at 22:00"}})).await?;
         assert_eq!(posted["room"], ROOM, "{posted}");
         let id = posted["id"].as_u64().expect("an id");
         assert!(posted["ts"].as_u64().is_some(), "{posted}");
         let msg = alice.skip_to("msg").await?;
         assert_eq!(
-            (
-                msg.str("room"),
-                msg.u64("id"),
-                msg.str("from"),
-                msg.str("user"),
-                msg.str("name")
-            ),
-            (
-                Some(ROOM),
-                Some(id),
-                Some("system"),
-                Some("system"),
-                Some("system")
-            ),
+            (msg.str("room"), msg.u64("id"), msg.str("from"), msg.str("user"), msg.str("name")),
+            (Some(ROOM), Some(id), Some("system"), Some("system"), Some("system")),
             "{msg}"
         );
         assert_eq!(msg.data(), Some(&json!({"text": "Maintenance at 22:00"})));
         assert_eq!(msg.u64("ts"), posted["ts"].as_u64());
 
-        let posted = api
-            .publish(
-                ROOM,
-                json!({"data": "from the back-end", "user": "bob", "name": "Bob"}),
-            )
-            .await?;
+        let posted = api.publish(ROOM, json!({"data": "from the back-end", "user": "bob", "name": "Bob"})).await?;
         let msg = alice.skip_to("msg").await?;
         assert_eq!(
             (msg.u64("id"), msg.str("user"), msg.str("name")),
@@ -133,11 +102,7 @@ async fn publishing_reaches_connected_clients() {
         assert_eq!(history.len(), 3, "{history:?}");
         assert_eq!(history[2]["data"], "once");
         let seen = alice.sync().await?;
-        assert_eq!(
-            seen.iter().filter(|f| f.typ() == "msg").count(),
-            1,
-            "{seen:?}"
-        );
+        assert_eq!(seen.iter().filter(|f| f.typ() == "msg").count(), 1, "{seen:?}");
 
         // Room names are percent-encoded in paths.
         let mut bob = ChatClient::connect(addr, "bob").await?;
@@ -184,31 +149,15 @@ async fn history_presence_and_rooms() {
             .as_array()
             .map(|u| u.iter().filter_map(|u| u["user"].as_str()).collect())
             .unwrap_or_default();
-        assert_eq!(
-            users.iter().copied().collect::<BTreeSet<_>>(),
-            BTreeSet::from(["alice", "bob"])
-        );
-        assert_eq!(
-            users.len(),
-            2,
-            "a user with two sessions appears once: {presence}"
-        );
+        assert_eq!(users.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from(["alice", "bob"]));
+        assert_eq!(users.len(), 2, "a user with two sessions appears once: {presence}");
 
-        let (status, body) = api
-            .post(
-                "/rooms",
-                json!({"name": "staff", "private": true, "members": ["alice"]}),
-            )
-            .await?;
+        let (status, body) =
+            api.post("/rooms", json!({"name": "staff", "private": true, "members": ["alice"]})).await?;
         assert_eq!(status, 201, "{body}");
         let (status, rooms) = api.get("/rooms").await?;
         assert_eq!(status, 200, "{rooms}");
-        let find = |name: &str| {
-            rooms["rooms"]
-                .as_array()
-                .and_then(|r| r.iter().find(|r| r["name"] == name))
-                .cloned()
-        };
+        let find = |name: &str| rooms["rooms"].as_array().and_then(|r| r.iter().find(|r| r["name"] == name)).cloned();
         let lobby = find(ROOM).expect("lobby listed");
         assert_eq!(
             (&lobby["private"], &lobby["last_id"], &lobby["online"]),
@@ -216,11 +165,7 @@ async fn history_presence_and_rooms() {
             "{rooms}"
         );
         let staff = find("staff").expect("staff listed");
-        assert_eq!(
-            (&staff["private"], &staff["last_id"]),
-            (&json!(true), &json!(0)),
-            "{rooms}"
-        );
+        assert_eq!((&staff["private"], &staff["last_id"]), (&json!(true), &json!(0)), "{rooms}");
         server.shutdown().await;
         Ok(())
     })
@@ -260,10 +205,7 @@ async fn disconnecting_a_user_closes_every_session_with_4005() {
         assert_eq!(bob.who(ROOM).await?, ["bob"]);
 
         let (status, body) = api.post("/users/nobody/disconnect", json!({})).await?;
-        assert_eq!(
-            (status, body),
-            (200, json!({"user": "nobody", "disconnected": 0}))
-        );
+        assert_eq!((status, body), (200, json!({"user": "nobody", "disconnected": 0})));
         server.shutdown().await;
         Ok(())
     })
@@ -278,23 +220,17 @@ async fn bad_requests_get_json_errors() {
         let api = Api::new(addr, Some(KEY));
         let (status, body) = api.get("/nothing/here").await?;
         assert_error(status, &body, 404, 4400);
-        let (status, body) = api
-            .post("/rooms/lobby/messages", json!({"text": "no data field"}))
-            .await?;
+        let (status, body) = api.post("/rooms/lobby/messages", json!({"text": "no data field"})).await?;
         assert_error(status, &body, 400, 4400);
         let response = HttpRequest::post("/api/v1/rooms/lobby/messages", "{not json")
             .header("authorization", &format!("Bearer {KEY}"))
             .send(addr)
             .await?;
         assert_eq!(response.status, 400);
-        let (status, body) = api
-            .post("/rooms", json!({"name": "dm:alice:bob", "private": true}))
-            .await?;
+        let (status, body) = api.post("/rooms", json!({"name": "dm:alice:bob", "private": true})).await?;
         assert_error(status, &body, 400, 4400);
         let big = "x".repeat(1024 * 1024 + 1);
-        let (status, body) = api
-            .post("/rooms/lobby/messages", json!({"data": big}))
-            .await?;
+        let (status, body) = api.post("/rooms/lobby/messages", json!({"data": big})).await?;
         assert_error(status, &body, 413, 4413);
         assert!(api.history(ROOM, "after=0").await?.is_empty());
         server.shutdown().await;

@@ -28,12 +28,7 @@ async fn metrics_count_connections_sessions_and_messages() {
         for n in 0..3 {
             alice.publish(ROOM, json!({"n": n})).await?;
         }
-        alice
-            .refused_with(
-                json!({"type": "publish", "room": "elsewhere", "data": 0}),
-                4403,
-            )
-            .await?;
+        alice.refused_with(json!({"type": "publish", "room": "elsewhere", "data": 0}), 4403).await?;
         bob.sync().await?;
 
         let after = scrape_metrics(addr).await?;
@@ -45,27 +40,15 @@ async fn metrics_count_connections_sessions_and_messages() {
             assert!(after.contains(line), "{line:?} missing from:\n{after}");
         }
         let ws = "switchboard_connections{transport=\"ws\"}";
-        assert!(
-            value(&after, ws) >= 2.0,
-            "{ws} with two WebSockets open:\n{after}"
-        );
+        assert!(value(&after, ws) >= 2.0, "{ws} with two WebSockets open:\n{after}");
         assert!(value(&after, "switchboard_sessions") >= 2.0, "{after}");
         let grew = |series: &str| value(&after, series) - value(&before, series);
         assert!(grew("switchboard_sessions_created_total") >= 2.0, "{after}");
-        assert!(
-            grew("switchboard_connections_total{transport=\"ws\"}") >= 2.0,
-            "{after}"
-        );
+        assert!(grew("switchboard_connections_total{transport=\"ws\"}") >= 2.0, "{after}");
         assert!(grew("switchboard_messages_in_total") >= 3.0, "{after}");
         assert!(grew("switchboard_frames_in_total") >= 6.0, "{after}");
-        assert!(
-            grew("switchboard_errors_total{code=\"4403\"}") >= 1.0,
-            "{after}"
-        );
-        assert!(
-            after.contains("switchboard_store_append_seconds"),
-            "store latency histogram missing:\n{after}"
-        );
+        assert!(grew("switchboard_errors_total{code=\"4403\"}") >= 1.0, "{after}");
+        assert!(after.contains("switchboard_store_append_seconds"), "store latency histogram missing:\n{after}");
 
         // Closing a WebSocket lowers the gauge.
         let open = value(&after, ws);

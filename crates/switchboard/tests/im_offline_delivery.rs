@@ -47,8 +47,7 @@ async fn messages_posted_while_offline_arrive_after_welcome() {
         let second = alice.publish(ROOM, json!({"n": 1})).await?;
         assert_eq!(bob.skip_to("msg").await?.u64("id"), Some(first));
         assert_eq!(bob.skip_to("msg").await?.u64("id"), Some(second));
-        bob.acked(json!({"type": "read", "room": ROOM, "id": second}))
-            .await?;
+        bob.acked(json!({"type": "read", "room": ROOM, "id": second})).await?;
 
         go_offline(&server, bob).await?;
         alice.skip_to_presence("bob", "leave").await?;
@@ -62,15 +61,10 @@ async fn messages_posted_while_offline_arrive_after_welcome() {
         let frames = until_rooms(&mut bob).await?;
         let (rooms, before_rooms) = frames.split_last().expect("at least the rooms frame");
         let replay: Vec<&Frame> = before_rooms.iter().filter(|f| f.typ() == "msg").collect();
-        let replayed: Vec<(Option<u64>, Option<serde_json::Value>)> = replay
-            .iter()
-            .map(|m| (m.u64("id"), m.data().cloned()))
-            .collect();
-        let want: Vec<(Option<u64>, Option<serde_json::Value>)> = offline
-            .iter()
-            .zip(2..7)
-            .map(|(id, n)| (Some(*id), Some(json!({"n": n}))))
-            .collect();
+        let replayed: Vec<(Option<u64>, Option<serde_json::Value>)> =
+            replay.iter().map(|m| (m.u64("id"), m.data().cloned())).collect();
+        let want: Vec<(Option<u64>, Option<serde_json::Value>)> =
+            offline.iter().zip(2..7).map(|(id, n)| (Some(*id), Some(json!({"n": n})))).collect();
         assert_eq!(replayed, want, "replayed frames {before_rooms:?}");
         for m in &replay {
             assert_eq!(
@@ -120,22 +114,11 @@ async fn replay_covers_every_room_of_the_user() {
         let frames = until_rooms(&mut bob).await?;
         let (rooms, before_rooms) = frames.split_last().expect("at least the rooms frame");
         let replay: Vec<&Frame> = before_rooms.iter().filter(|f| f.typ() == "msg").collect();
-        let mut got: Vec<(String, u64)> = replay
-            .iter()
-            .map(|m| {
-                (
-                    m.str("room").unwrap_or_default().to_owned(),
-                    m.u64("id").unwrap_or(0),
-                )
-            })
-            .collect();
+        let mut got: Vec<(String, u64)> =
+            replay.iter().map(|m| (m.str("room").unwrap_or_default().to_owned(), m.u64("id").unwrap_or(0))).collect();
         // Oldest first within each room; the order of rooms is free.
         for room in ["lobby", "random"] {
-            let ids: Vec<u64> = got
-                .iter()
-                .filter(|(r, _)| r == room)
-                .map(|(_, id)| *id)
-                .collect();
+            let ids: Vec<u64> = got.iter().filter(|(r, _)| r == room).map(|(_, id)| *id).collect();
             assert_eq!(ids, vec![1, 2], "{room} replayed out of order: {replay:?}");
         }
         got.sort();
@@ -144,11 +127,7 @@ async fn replay_covers_every_room_of_the_user() {
         let summary = rooms_of(rooms)?;
         for room in ["lobby", "random"] {
             let entry = room_entry(&summary, room)?;
-            assert_eq!(
-                (&entry["last_id"], &entry["unread"]),
-                (&json!(2), &json!(2)),
-                "{rooms}"
-            );
+            assert_eq!((&entry["last_id"], &entry["unread"]), (&json!(2), &json!(2)), "{rooms}");
         }
         server.shutdown().await;
         Ok(())
@@ -177,11 +156,7 @@ async fn missed_messages_come_right_after_welcome() {
         let mut bob = ChatClient::connect(addr, "bob").await?;
         let frames = until_rooms(&mut bob).await?;
         let types: Vec<&str> = frames.iter().map(Frame::typ).collect();
-        assert_eq!(
-            types,
-            ["msg", "msg", "msg", "msg", "msg", "rooms"],
-            "after welcome: {frames:?}"
-        );
+        assert_eq!(types, ["msg", "msg", "msg", "msg", "msg", "rooms"], "after welcome: {frames:?}");
         server.shutdown().await;
         Ok(())
     })
@@ -203,9 +178,7 @@ async fn no_replay_while_another_session_is_online() {
         let bob_laptop = ChatClient::connect(addr, "bob").await?;
         go_offline(&server, bob_laptop).await?;
 
-        let id = alice
-            .publish(ROOM, json!("while the laptop was off"))
-            .await?;
+        let id = alice.publish(ROOM, json!("while the laptop was off")).await?;
         assert_eq!(bob_phone.skip_to("msg").await?.u64("id"), Some(id));
 
         let mut bob_laptop = ChatClient::connect(addr, "bob").await?;
@@ -235,33 +208,21 @@ async fn replay_is_capped_at_the_newest_500_per_room() {
         bob.join(ROOM).await?;
         go_offline(&server, bob).await?;
 
-        let answers = alice
-            .publish_all(ROOM, (0..510).map(|n| json!({"n": n})).collect())
-            .await?;
-        assert!(
-            answers.iter().all(|a| a.typ() == "ack"),
-            "every publish is acked"
-        );
+        let answers = alice.publish_all(ROOM, (0..510).map(|n| json!({"n": n})).collect()).await?;
+        assert!(answers.iter().all(|a| a.typ() == "ack"), "every publish is acked");
         let newest = answers.last().and_then(|a| a.u64("id")).expect("an id");
         assert_eq!(newest, 510);
 
         let mut bob = ChatClient::connect(addr, "bob").await?;
         let frames = until_rooms(&mut bob).await?;
-        let ids: Vec<u64> = frames
-            .iter()
-            .filter(|f| f.typ() == "msg")
-            .filter_map(|f| f.u64("id"))
-            .collect();
+        let ids: Vec<u64> = frames.iter().filter(|f| f.typ() == "msg").filter_map(|f| f.u64("id")).collect();
         assert_eq!(ids.len(), 500, "at most 500 replayed per room");
         assert_eq!(
             (ids.first(), ids.last()),
             (Some(&11), Some(&510)),
             "the newest 500 (11..=510), oldest first; 1..=10 are left to history"
         );
-        assert!(
-            ids.windows(2).all(|w| w[1] == w[0] + 1),
-            "oldest first, no holes"
-        );
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "oldest first, no holes");
         server.shutdown().await;
         Ok(())
     })
@@ -288,17 +249,13 @@ async fn replay_and_live_delivery_do_not_overlap() {
         let mut bob = ChatClient::connect(addr, "bob").await?;
         bob.join(ROOM).await?;
         go_offline(&server, bob).await?;
-        alice
-            .publish_all(ROOM, (0..20).map(|n| json!(n)).collect())
-            .await?;
+        alice.publish_all(ROOM, (0..20).map(|n| json!(n)).collect()).await?;
 
         // Alice keeps talking while bob comes back.
         let talking = tokio::spawn(async move {
             let mut last = 0;
             for round in 0..30 {
-                let answers = alice
-                    .publish_all(ROOM, (0..5).map(|n| json!([round, n])).collect())
-                    .await?;
+                let answers = alice.publish_all(ROOM, (0..5).map(|n| json!([round, n])).collect()).await?;
                 last = answers.last().and_then(|a| a.u64("id")).unwrap_or(last);
             }
             anyhow::Ok(last)
@@ -323,9 +280,7 @@ async fn replay_and_live_delivery_do_not_overlap() {
             seen == want,
             "bob saw {} msg frames for {last} messages; out of order or twice around: {:?}",
             seen.len(),
-            seen.windows(2)
-                .filter(|w| w[1] != w[0] + 1)
-                .collect::<Vec<_>>()
+            seen.windows(2).filter(|w| w[1] != w[0] + 1).collect::<Vec<_>>()
         );
         server.shutdown().await;
         Ok(())

@@ -12,10 +12,7 @@ const ROOM: &str = "lobby";
 const KEY: &str = "presence-key";
 
 fn presence_of<'a>(frames: &'a [Frame], user: &str) -> Vec<&'a Frame> {
-    frames
-        .iter()
-        .filter(|f| f.typ() == "presence" && f.str("user") == Some(user))
-        .collect()
+    frames.iter().filter(|f| f.typ() == "presence" && f.str("user") == Some(user)).collect()
 }
 
 #[tokio::test]
@@ -39,39 +36,25 @@ async fn two_sessions_of_one_user_are_one_presence() {
 
         let seen = carol.sync().await?;
         let joins = presence_of(&seen, "alice");
-        assert_eq!(
-            joins.len(),
-            1,
-            "one presence for alice's two sessions: {seen:?}"
-        );
+        assert_eq!(joins.len(), 1, "one presence for alice's two sessions: {seen:?}");
         let join = joins[0];
         assert_eq!(
             (join.str("room"), join.str("state"), join.str("name")),
             (Some(ROOM), Some("join"), Some("alice")),
             "{join}"
         );
-        assert!(
-            join.seq().is_some(),
-            "presence is a sequenced frame: {join}"
-        );
+        assert!(join.seq().is_some(), "presence is a sequenced frame: {join}");
         assert_eq!(carol.who(ROOM).await?, ["alice", "carol"]);
         let (status, body) = api.get("/rooms/lobby/presence").await?;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(
-            body["users"].as_array().map(Vec::len),
-            Some(2),
-            "alice once, carol once: {body}"
-        );
+        assert_eq!(body["users"].as_array().map(Vec::len), Some(2), "alice once, carol once: {body}");
 
         // One of alice's sessions ends: she is still online.
         let tab1 = alice_tab1.sid().to_owned();
         alice_tab1.disconnect().await?;
         wait_session_ended(addr, &tab1, GRACE).await?;
         let seen = carol.sync().await?;
-        assert!(
-            presence_of(&seen, "alice").is_empty(),
-            "alice still has a session; nothing to announce: {seen:?}"
-        );
+        assert!(presence_of(&seen, "alice").is_empty(), "alice still has a session; nothing to announce: {seen:?}");
         assert_eq!(carol.who(ROOM).await?, ["alice", "carol"]);
 
         // Her last session ends: she leaves.
@@ -81,12 +64,7 @@ async fn two_sessions_of_one_user_are_one_presence() {
         let seen = carol.sync().await?;
         let leaves = presence_of(&seen, "alice");
         assert_eq!(leaves.len(), 1, "one leave for alice: {seen:?}");
-        assert_eq!(
-            (leaves[0].str("room"), leaves[0].str("state")),
-            (Some(ROOM), Some("leave")),
-            "{}",
-            leaves[0]
-        );
+        assert_eq!((leaves[0].str("room"), leaves[0].str("state")), (Some(ROOM), Some("leave")), "{}", leaves[0]);
         assert_eq!(carol.who(ROOM).await?, ["carol"]);
         server.shutdown().await;
         Ok(())
@@ -109,10 +87,7 @@ async fn a_detached_session_stays_present_during_grace() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let seen = carol.sync().await?;
         assert_eq!(
-            presence_of(&seen, "alice")
-                .iter()
-                .map(|f| f.str("state"))
-                .collect::<Vec<_>>(),
+            presence_of(&seen, "alice").iter().map(|f| f.str("state")).collect::<Vec<_>>(),
             [Some("join")],
             "{seen:?}"
         );
@@ -135,9 +110,7 @@ async fn leaving_the_room_announces_leave() {
         let mut alice = ChatClient::connect(addr, "alice").await?;
         alice.join(ROOM).await?;
         carol.skip_to_presence("alice", "join").await?;
-        alice
-            .acked(switchboard_testkit::json!({"type": "leave", "room": ROOM}))
-            .await?;
+        alice.acked(switchboard_testkit::json!({"type": "leave", "room": ROOM})).await?;
         carol.skip_to_presence("alice", "leave").await?;
         assert_eq!(carol.who(ROOM).await?, ["carol"]);
         server.shutdown().await;

@@ -24,14 +24,9 @@ async fn read_marks_are_stored_broadcast_and_never_move_back() {
         assert_eq!(ids, [1, 2, 3]);
         alice.sync().await?;
 
-        bob.acked(json!({"type": "read", "room": ROOM, "id": 2}))
-            .await?;
+        bob.acked(json!({"type": "read", "room": ROOM, "id": 2})).await?;
         let read = alice.skip_to("read").await?;
-        assert_eq!(
-            (read.str("room"), read.str("user"), read.u64("id")),
-            (Some(ROOM), Some("bob"), Some(2)),
-            "{read}"
-        );
+        assert_eq!((read.str("room"), read.str("user"), read.u64("id")), (Some(ROOM), Some("bob"), Some(2)), "{read}");
         assert!(read.seq().is_some(), "read is a sequenced frame: {read}");
         let rooms = bob.rooms().await?;
         let lobby = room_entry(&rooms, ROOM)?;
@@ -43,25 +38,16 @@ async fn read_marks_are_stored_broadcast_and_never_move_back() {
 
         // Going back is not allowed: the mark stays at 2, and nobody is told
         // that bob's mark went down.
-        bob.request(json!({"type": "read", "room": ROOM, "id": 1}))
-            .await?;
+        bob.request(json!({"type": "read", "room": ROOM, "id": 1})).await?;
         let rooms = bob.rooms().await?;
         let lobby = room_entry(&rooms, ROOM)?;
-        assert_eq!(
-            (&lobby["read"], &lobby["unread"]),
-            (&json!(2), &json!(1)),
-            "the read mark moved back: {rooms:?}"
-        );
+        assert_eq!((&lobby["read"], &lobby["unread"]), (&json!(2), &json!(1)), "the read mark moved back: {rooms:?}");
         let seen = alice.sync().await?;
         for frame in seen.iter().filter(|f| f.typ() == "read") {
-            assert!(
-                frame.u64("id").is_some_and(|id| id >= 2),
-                "a read frame moved bob's mark back: {frame}"
-            );
+            assert!(frame.u64("id").is_some_and(|id| id >= 2), "a read frame moved bob's mark back: {frame}");
         }
 
-        bob.acked(json!({"type": "read", "room": ROOM, "id": 3}))
-            .await?;
+        bob.acked(json!({"type": "read", "room": ROOM, "id": 3})).await?;
         let read = alice.skip_to("read").await?;
         assert_eq!((read.str("user"), read.u64("id")), (Some("bob"), Some(3)));
 
@@ -69,11 +55,7 @@ async fn read_marks_are_stored_broadcast_and_never_move_back() {
         let mut bob_again = ChatClient::connect(addr, "bob").await?;
         let rooms = bob_again.skip_to("rooms").await?;
         let lobby = room_entry(&rooms_of(&rooms)?, ROOM)?.clone();
-        assert_eq!(
-            (&lobby["last_id"], &lobby["read"], &lobby["unread"]),
-            (&json!(3), &json!(3), &json!(0)),
-            "{rooms}"
-        );
+        assert_eq!((&lobby["last_id"], &lobby["read"], &lobby["unread"]), (&json!(3), &json!(3), &json!(0)), "{rooms}");
 
         // Marks are per user: alice read nothing but her own three
         // messages, which count as read.
@@ -97,12 +79,7 @@ async fn read_in_a_forbidden_room_is_refused() {
         alice.publish("dm:alice:bob", json!("secret")).await?;
         alice.sync().await?;
         let mut carol = ChatClient::connect(addr, "carol").await?;
-        carol
-            .refused_with(
-                json!({"type": "read", "room": "dm:alice:bob", "id": 1}),
-                4403,
-            )
-            .await?;
+        carol.refused_with(json!({"type": "read", "room": "dm:alice:bob", "id": 1}), 4403).await?;
         let seen = alice.sync().await?;
         assert!(seen.iter().all(|f| f.typ() != "read"), "{seen:?}");
         server.shutdown().await;

@@ -31,9 +31,7 @@ async fn fill(dir: &Path, rooms: &[&str], n: usize) -> anyhow::Result<()> {
     let mut alice = ChatClient::connect(server.addr(), "alice").await?;
     for room in rooms {
         alice.join(room).await?;
-        let answers = alice
-            .publish_all(room, (0..n).map(|i| json!(i)).collect())
-            .await?;
+        let answers = alice.publish_all(room, (0..n).map(|i| json!(i)).collect()).await?;
         assert!(answers.iter().all(|a| a.typ() == "ack"));
     }
     alice.disconnect().await?;
@@ -50,10 +48,7 @@ async fn history_becomes(api: &Api, room: &str, want: &[u64]) -> anyhow::Result<
         if got == want {
             return Ok(());
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{room} holds {got:?}, expected {want:?}"
-        );
+        anyhow::ensure!(Instant::now() < deadline, "{room} holds {got:?}, expected {want:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -78,11 +73,8 @@ async fn only_the_newest_max_messages_are_kept_per_room() {
         assert_eq!(posted["id"], 11, "{posted}");
         let (status, rooms) = api.get("/rooms").await?;
         assert_eq!(status, 200);
-        let lobby = rooms["rooms"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["name"] == ROOM))
-            .cloned()
-            .unwrap_or_default();
+        let lobby =
+            rooms["rooms"].as_array().and_then(|r| r.iter().find(|r| r["name"] == ROOM)).cloned().unwrap_or_default();
         assert_eq!(lobby["last_id"], 11, "{rooms}");
         server.shutdown().await;
         Ok(())

@@ -29,18 +29,12 @@ async fn typing_reaches_others_only_and_is_not_history() {
             (Some(ROOM), Some("alice"), Some("alice")),
             "{typing}"
         );
-        assert!(
-            typing.seq().is_some(),
-            "typing is a sequenced frame: {typing}"
-        );
+        assert!(typing.seq().is_some(), "typing is a sequenced frame: {typing}");
         assert!(typing.str("sid").is_none(), "never a session id: {typing}");
 
         for (who, client) in [("alice", &mut alice), ("alice's phone", &mut alice_phone)] {
             let seen = client.sync().await?;
-            assert!(
-                seen.iter().all(|f| f.typ() != "typing"),
-                "{who} must not hear her own typing: {seen:?}"
-            );
+            assert!(seen.iter().all(|f| f.typ() != "typing"), "{who} must not hear her own typing: {seen:?}");
         }
 
         // Not stored: the room has no history, and a real message that
@@ -69,15 +63,10 @@ async fn typing_outside_a_joined_room_is_refused() {
         let mut bob = ChatClient::connect(addr, "bob").await?;
         bob.join(ROOM).await?;
         let mut mallory = ChatClient::connect(addr, "mallory").await?;
-        mallory
-            .send(&json!({"type": "typing", "room": ROOM}))
-            .await?;
+        mallory.send(&json!({"type": "typing", "room": ROOM})).await?;
         let error = mallory.skip_to("error").await?;
         assert_eq!(error.code(), Some(4403), "{error}");
-        assert!(
-            error.seq().is_some(),
-            "an answer to a frame is sequenced: {error}"
-        );
+        assert!(error.seq().is_some(), "an answer to a frame is sequenced: {error}");
         let seen = bob.sync().await?;
         assert!(seen.iter().all(|f| f.typ() != "typing"), "{seen:?}");
         server.shutdown().await;

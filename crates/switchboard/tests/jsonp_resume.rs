@@ -20,23 +20,17 @@ async fn jsonp_resumes_after_cut_without_loss_or_duplicate() {
 async fn jsonp_wraps_the_frames_in_the_callback() {
     bounded(async {
         let server = TestServer::start().await;
-        let response = HttpRequest::get("/v1/jsonp?callback=app.on_frames$")
-            .send(server.addr())
-            .await?;
+        let response = HttpRequest::get("/v1/jsonp?callback=app.on_frames$").send(server.addr()).await?;
         assert_eq!(response.status, 200);
         let content_type = response.header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("application/javascript"),
-            "content-type {content_type:?}"
-        );
+        assert!(content_type.starts_with("application/javascript"), "content-type {content_type:?}");
         let body = response.text().await?;
         let inner = body
             .trim_end()
             .strip_prefix("/**/app.on_frames$(")
             .and_then(|rest| rest.strip_suffix(");"))
             .unwrap_or_else(|| panic!("not a JSONP call: {body:?}"));
-        let frames: Vec<switchboard_testkit::serde_json::Value> =
-            switchboard_testkit::serde_json::from_str(inner)?;
+        let frames: Vec<switchboard_testkit::serde_json::Value> = switchboard_testkit::serde_json::from_str(inner)?;
         assert_eq!(frames.len(), 1, "{body}");
         check_new_welcome(&Frame::from_value(frames[0].clone())?)?;
         server.shutdown().await;

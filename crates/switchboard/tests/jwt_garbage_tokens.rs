@@ -15,28 +15,16 @@ use switchboard_core::identity::{Authenticator, Credentials};
 const SECRET: &str = "the property tests' HS256 secret";
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn check(token: &str) -> Result<switchboard_core::identity::Identity, String> {
-    let credentials = Credentials {
-        token: Some(token.to_owned()),
-        name: None,
-    };
-    JwtAuthenticator::hs256(SECRET.as_bytes())
-        .authenticate(&credentials)
-        .map_err(|e| e.0)
+    let credentials = Credentials { token: Some(token.to_owned()), name: None };
+    JwtAuthenticator::hs256(SECRET.as_bytes()).authenticate(&credentials).map_err(|e| e.0)
 }
 
 fn sign(claims: &Value, secret: &str, algorithm: Algorithm) -> String {
-    encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HMAC signing")
+    encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HMAC signing")
 }
 
 /// Unpadded base64url, as JWT segments are written.
@@ -44,10 +32,7 @@ fn b64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use switchboard_testkit::downstream::WsDownstream;
-use switchboard_testkit::hardening::{
-    errors_series, raw_exchange, response_head, Bystander, Metrics,
-};
+use switchboard_testkit::hardening::{errors_series, raw_exchange, response_head, Bystander, Metrics};
 use switchboard_testkit::http::HttpRequest;
 use switchboard_testkit::{bounded, Attach, TestServer};
 use tokio::io::AsyncWriteExt;
@@ -20,15 +18,9 @@ async fn healthz_from(source: [u8; 4], addr: SocketAddr) -> anyhow::Result<u16> 
     let socket = TcpSocket::new_v4()?;
     socket.bind((source, 0).into())?;
     let mut stream = socket.connect(addr).await?;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await?;
-    let (raw, _) =
-        switchboard_testkit::hardening::read_until_closed(&mut stream, Duration::from_secs(5))
-            .await?;
-    response_head(&raw)
-        .map(|(status, _)| status)
-        .ok_or_else(|| anyhow::anyhow!("no response: {raw:?}"))
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    let (raw, _) = switchboard_testkit::hardening::read_until_closed(&mut stream, Duration::from_secs(5)).await?;
+    response_head(&raw).map(|(status, _)| status).ok_or_else(|| anyhow::anyhow!("no response: {raw:?}"))
 }
 
 #[tokio::test]
@@ -51,49 +43,30 @@ async fn connections_over_the_per_ip_limit_get_429_and_websockets_count() {
                     sockets.push(ws);
                 }
                 Err(e) => {
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "WebSocket {} refused: {e:#}",
-                        sockets.len() + 2
-                    );
+                    anyhow::ensure!(Instant::now() < deadline, "WebSocket {} refused: {e:#}", sockets.len() + 2);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
         // The next connection, of any kind, is refused with 429.
-        let (raw, closed) = raw_exchange(
-            addr,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-            Duration::from_secs(5),
-        )
-        .await?;
-        let (status, head) =
-            response_head(&raw).ok_or_else(|| anyhow::anyhow!("no answer: {raw:?}"))?;
+        let (raw, closed) =
+            raw_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await?;
+        let (status, head) = response_head(&raw).ok_or_else(|| anyhow::anyhow!("no answer: {raw:?}"))?;
         assert_eq!(status, 429, "{head}");
         assert!(closed, "the refused connection must be closed");
         let body = String::from_utf8_lossy(&raw[head.len() + 4..]).into_owned();
         let body: serde_json::Value = serde_json::from_str(&body)?;
         assert_eq!(body["code"], 4429, "{body}");
-        assert!(
-            body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("connections")),
-            "{body}"
-        );
+        assert!(body["message"].as_str().is_some_and(|m| m.contains("connections")), "{body}");
         let refused = WsDownstream::connect(addr, &Attach::new(None, 0)).await;
         assert!(refused.is_err(), "a WebSocket over the limit was accepted");
 
         // Another address is not affected by this one's quota.
-        assert_eq!(
-            healthz_from([127, 0, 0, 2], addr).await?,
-            200,
-            "127.0.0.2 was refused"
-        );
+        assert_eq!(healthz_from([127, 0, 0, 2], addr).await?, 200, "127.0.0.2 was refused");
         // Neither are the connections already open.
         bystander.check().await?;
         for ws in &mut sockets {
-            ws.send_text(r#"{"type":"echo","data":1,"cid":"e"}"#)
-                .await?;
+            ws.send_text(r#"{"type":"echo","data":1,"cid":"e"}"#).await?;
             assert_eq!(switchboard_testkit::next_non_ping(ws).await?.typ(), "echo");
         }
 
@@ -105,10 +78,7 @@ async fn connections_over_the_per_ip_limit_get_429_and_websockets_count() {
                 Ok(response) if response.status == 200 => break,
                 _ => {}
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "slots of closed WebSockets were not freed"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "slots of closed WebSockets were not freed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         before.wait_grown(addr, &errors_series(429), 2.0).await?;
@@ -127,13 +97,9 @@ async fn a_request_head_over_the_size_limit_gets_431() {
         let before = Metrics::scrape(addr).await?;
         let mut bystander = Bystander::join(addr, "bystander", "calm").await?;
 
-        let big = format!(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(32 * 1024)
-        );
+        let big = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(32 * 1024));
         let (raw, closed) = raw_exchange(addr, big.as_bytes(), Duration::from_secs(5)).await?;
-        let (status, head) =
-            response_head(&raw).ok_or_else(|| anyhow::anyhow!("no answer: {raw:?}"))?;
+        let (status, head) = response_head(&raw).ok_or_else(|| anyhow::anyhow!("no answer: {raw:?}"))?;
         assert_eq!(status, 431, "{head}");
         assert!(closed, "the connection must be closed after 431");
 
@@ -141,18 +107,11 @@ async fn a_request_head_over_the_size_limit_gets_431() {
         let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
         let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
         let (raw, _) = raw_exchange(addr, request.as_bytes(), Duration::from_secs(5)).await?;
-        assert_eq!(
-            response_head(&raw).map(|(s, _)| s),
-            Some(431),
-            "{:?}",
-            String::from_utf8_lossy(&raw)
-        );
+        assert_eq!(response_head(&raw).map(|(s, _)| s), Some(431), "{:?}", String::from_utf8_lossy(&raw));
 
         // Just under the limit is fine.
-        let fits = format!(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: {}\r\n\r\n",
-            "a".repeat(6000)
-        );
+        let fits =
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: {}\r\n\r\n", "a".repeat(6000));
         let (raw, _) = raw_exchange(addr, fits.as_bytes(), Duration::from_secs(5)).await?;
         assert_eq!(response_head(&raw).map(|(s, _)| s), Some(200));
 
@@ -176,8 +135,7 @@ async fn a_head_not_sent_within_the_read_timeout_is_cut() {
         // Slowloris: half a head, then a byte now and then, never the end.
         let mut slow = TcpStream::connect(addr).await?;
         let started = Instant::now();
-        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            .await?;
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await?;
         let dripping = async {
             for _ in 0..40 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,26 +146,16 @@ async fn a_head_not_sent_within_the_read_timeout_is_cut() {
         };
         dripping.await;
         let (raw, closed) =
-            switchboard_testkit::hardening::read_until_closed(&mut slow, Duration::from_secs(3))
-                .await?;
-        assert!(
-            closed,
-            "a slow head was still open after {:?}",
-            started.elapsed()
-        );
+            switchboard_testkit::hardening::read_until_closed(&mut slow, Duration::from_secs(3)).await?;
+        assert!(closed, "a slow head was still open after {:?}", started.elapsed());
         assert!(response_head(&raw).is_none_or(|(s, _)| s != 200), "{raw:?}");
         // A connection that sends nothing at all is cut too.
         let mut silent = TcpStream::connect(addr).await?;
         let started = Instant::now();
         let (_, closed) =
-            switchboard_testkit::hardening::read_until_closed(&mut silent, Duration::from_secs(5))
-                .await?;
+            switchboard_testkit::hardening::read_until_closed(&mut silent, Duration::from_secs(5)).await?;
         assert!(closed, "a silent connection was never cut");
-        assert!(
-            started.elapsed() >= timeout / 2,
-            "cut too early: {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() >= timeout / 2, "cut too early: {:?}", started.elapsed());
 
         before.wait_grown(addr, &errors_series(408), 1.0).await?;
         // The bystander's WebSocket is past its head: no timeout applies.

@@ -43,24 +43,16 @@ async fn posts_over_body_frame_or_batch_limits_get_413() {
         assert!(too_big_body.len() > MAX_BODY);
         let too_big_frame = echo(0, MAX_FRAME + 1).to_string();
         let too_many = Value::Array((0..=MAX_BATCH).map(|n| echo(n, 1)).collect()).to_string();
-        for (what, body) in [
-            ("body", too_big_body),
-            ("frame", too_big_frame),
-            ("batch", too_many),
-        ] {
+        for (what, body) in [("body", too_big_body), ("frame", too_big_frame), ("batch", too_many)] {
             let (status, answer) = upstream.post(body).await?;
             assert_eq!(status, 413, "{what}: {answer}");
             assert_eq!(answer["code"], 4413, "{what}: {answer}");
-            assert!(
-                answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "{what}: {answer}"
-            );
+            assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {answer}");
         }
         before.wait_grown(addr, &errors_series(4413), 3.0).await?;
 
         // At the bounds: accepted.
-        let fits =
-            Value::Array((0..MAX_BATCH).map(|n| echo(n, MAX_FRAME - 100)).collect()).to_string();
+        let fits = Value::Array((0..MAX_BATCH).map(|n| echo(n, MAX_FRAME - 100)).collect()).to_string();
         assert!(fits.len() <= MAX_BODY);
         let (status, answer) = upstream.post(fits).await?;
         assert_eq!((status, answer), (200, json!({"accepted": MAX_BATCH})));
@@ -87,13 +79,7 @@ async fn a_websocket_message_over_the_frame_limit_closes_with_1009() {
                 Err(e) => break e,
             }
         };
-        assert_eq!(
-            ended.downcast_ref::<Ended>(),
-            Some(&Ended {
-                ws_close: Some(1009)
-            }),
-            "{ended:#}"
-        );
+        assert_eq!(ended.downcast_ref::<Ended>(), Some(&Ended { ws_close: Some(1009) }), "{ended:#}");
         before.wait_grown(addr, &errors_series(1009), 1.0).await?;
         // The session survives the closed socket.
         let mut again = WsDownstream::connect(addr, &Attach::new(Some(&sid), 0)).await?;
@@ -123,8 +109,7 @@ async fn a_websocket_batch_over_the_limit_gets_error_4413_and_stays_open() {
         );
         before.wait_grown(addr, &errors_series(4413), 1.0).await?;
         // Nothing of the batch was applied; the socket still serves.
-        ws.send_text(r#"{"type":"echo","data":"after","cid":"after"}"#)
-            .await?;
+        ws.send_text(r#"{"type":"echo","data":"after","cid":"after"}"#).await?;
         let echo = next_non_ping(&mut ws).await?;
         assert_eq!((echo.cid(), echo.seq()), (Some("after"), Some(1)), "{echo}");
         bystander.check().await?;
@@ -146,14 +131,9 @@ async fn malformed_frames_are_counted_as_4400() {
         assert_eq!(status, 400);
         let mut ws = WsDownstream::connect(addr, &Attach::new(None, 0)).await?;
         ws.next().await?;
-        ws.send_text(r#"{"type":"join","room":"","cid":"j"}"#)
-            .await?;
+        ws.send_text(r#"{"type":"join","room":"","cid":"j"}"#).await?;
         let error = next_non_ping(&mut ws).await?;
-        assert_eq!(
-            (error.typ(), error.code(), error.cid()),
-            ("error", Some(4400), Some("j")),
-            "{error}"
-        );
+        assert_eq!((error.typ(), error.code(), error.cid()), ("error", Some(4400), Some("j")), "{error}");
         before.wait_grown(addr, &errors_series(4400), 2.0).await?;
         bystander.check().await?;
         server.shutdown().await;

@@ -26,11 +26,7 @@ async fn longpoll_new_session_answers_welcome_at_once() {
         let mut poll = PollDownstream::new(server.addr(), PollKind::Long, &Attach::new(None, 0));
         let started = Instant::now();
         let frames = poll.poll_once().await?;
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
         assert_eq!(frames.len(), 1, "{frames:?}");
         check_new_welcome(&frames[0])?;
         server.shutdown().await;
@@ -45,17 +41,15 @@ async fn longpoll_held_poll_returns_when_a_frame_is_queued() {
     bounded(async {
         let server = TestServer::start().await;
         let (sid, _) = create_session(server.addr()).await?;
-        let mut poll =
-            PollDownstream::new(server.addr(), PollKind::Long, &Attach::new(Some(&sid), 0));
+        let mut poll = PollDownstream::new(server.addr(), PollKind::Long, &Attach::new(Some(&sid), 0));
         let held = tokio::spawn(async move {
             let started = Instant::now();
             let frames = poll.poll_once().await;
             (started.elapsed(), frames)
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let cid = Upstream::new(server.addr(), &sid)
-            .send_one(switchboard_testkit::json!({"type":"echo","data":1}))
-            .await?;
+        let cid =
+            Upstream::new(server.addr(), &sid).send_one(switchboard_testkit::json!({"type":"echo","data":1})).await?;
         let (elapsed, frames) = held.await?;
         let frames = frames?;
         assert!(
@@ -78,10 +72,7 @@ async fn longpoll_times_out_with_an_empty_array() {
     bounded(async {
         let server = TestServer::start().await;
         let (sid, _) = create_session(server.addr()).await?;
-        let attach = Attach {
-            wait_ms: Some(300),
-            ..Attach::new(Some(&sid), 0)
-        };
+        let attach = Attach { wait_ms: Some(300), ..Attach::new(Some(&sid), 0) };
         let mut poll = PollDownstream::new(server.addr(), PollKind::Long, &attach);
         let started = Instant::now();
         let frames = poll.poll_once().await?;
@@ -106,15 +97,10 @@ async fn longpoll_dropped_while_held_loses_nothing() {
         let mut subscriber = Subscriber::join(server.addr(), Transport::LongPoll, ROOM).await?;
         for round in 0..3 {
             // Hold a poll, then give up on it (its connection closes).
-            let held =
-                tokio::time::timeout(Duration::from_millis(100), subscriber.next_sequenced()).await;
+            let held = tokio::time::timeout(Duration::from_millis(100), subscriber.next_sequenced()).await;
             assert!(held.is_err(), "nothing was published yet, got {held:?}");
-            publisher
-                .publish_numbered(ROOM, round * 10..round * 10 + 10)
-                .await?;
-            subscriber
-                .expect_msgs(publisher.id(), round * 10..round * 10 + 10)
-                .await?;
+            publisher.publish_numbered(ROOM, round * 10..round * 10 + 10).await?;
+            subscriber.expect_msgs(publisher.id(), round * 10..round * 10 + 10).await?;
         }
         server.shutdown().await;
         Ok(())

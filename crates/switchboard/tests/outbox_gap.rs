@@ -58,9 +58,7 @@ async fn outbox_byte_limit_drops_oldest_frames_with_a_gap() {
         subscriber.cut();
 
         let padding = "x".repeat(200);
-        let frames = (0..40)
-            .map(|n| json!({"type":"publish","room":ROOM,"data":{"n":n,"pad":padding}}))
-            .collect();
+        let frames = (0..40).map(|n| json!({"type":"publish","room":ROOM,"data":{"n":n,"pad":padding}})).collect();
         publisher.upstream().send(frames).await?; // seq last+1..=last+40
 
         subscriber.resume(Transport::LongPoll).await?;
@@ -73,22 +71,12 @@ async fn outbox_byte_limit_drops_oldest_frames_with_a_gap() {
         for seq in to + 1..=last + 40 {
             let frame = switchboard_testkit::next_non_ping(subscriber.downstream()).await?;
             assert_eq!(frame.seq(), Some(seq), "{frame}");
-            assert_eq!(
-                frame.data().and_then(|d| d.get("n")),
-                Some(&json!(seq - last - 1)),
-                "{frame}"
-            );
+            assert_eq!(frame.data().and_then(|d| d.get("n")), Some(&json!(seq - last - 1)), "{frame}");
             // The limit counts frame bodies: everything but `"seq":N,`.
             kept_bytes += frame.raw().len() - format!("\"seq\":{seq},").len();
         }
-        assert!(
-            kept_bytes <= MAX_BYTES,
-            "kept {kept_bytes} bytes of frame bodies"
-        );
-        assert!(
-            kept_bytes >= MAX_BYTES / 2,
-            "kept only {kept_bytes} bytes: too much dropped"
-        );
+        assert!(kept_bytes <= MAX_BYTES, "kept {kept_bytes} bytes of frame bodies");
+        assert!(kept_bytes >= MAX_BYTES / 2, "kept only {kept_bytes} bytes: too much dropped");
         server.shutdown().await;
         Ok(())
     })

@@ -20,36 +20,20 @@ async fn downstream_responses_have_their_content_type_and_no_store() {
             let response = HttpRequest::get(path).send(addr).await?;
             assert_eq!(response.status, 200, "GET {path}");
             let got = response.header("content-type").unwrap_or_default();
-            assert!(
-                got.starts_with(content_type),
-                "GET {path}: content-type {got:?}"
-            );
+            assert!(got.starts_with(content_type), "GET {path}: content-type {got:?}");
             let cache = response.header("cache-control").unwrap_or_default();
-            assert!(
-                cache.contains("no-store"),
-                "GET {path}: cache-control {cache:?}"
-            );
+            assert!(cache.contains("no-store"), "GET {path}: cache-control {cache:?}");
         }
         let response = HttpRequest::get("/v1/stream").send(addr).await?;
-        assert_eq!(
-            response.header("transfer-encoding").as_deref(),
-            Some("chunked"),
-            "the NDJSON stream is chunked"
-        );
+        assert_eq!(response.header("transfer-encoding").as_deref(), Some("chunked"), "the NDJSON stream is chunked");
 
         let (sid, _) = create_session(addr).await?;
-        let response = HttpRequest::post(
-            format!("/v1/send?sid={sid}"),
-            json!({"type":"echo","data":1}).to_string(),
-        )
-        .send(addr)
-        .await?;
+        let response = HttpRequest::post(format!("/v1/send?sid={sid}"), json!({"type":"echo","data":1}).to_string())
+            .send(addr)
+            .await?;
         assert_eq!(response.status, 200);
         let cache = response.header("cache-control").unwrap_or_default();
-        assert!(
-            cache.contains("no-store"),
-            "POST /v1/send: cache-control {cache:?}"
-        );
+        assert!(cache.contains("no-store"), "POST /v1/send: cache-control {cache:?}");
         assert_eq!(response.json().await?, json!({"accepted":1}));
         server.shutdown().await;
         Ok(())

@@ -7,9 +7,7 @@ use switchboard_testkit::http::{encode, HttpRequest};
 use switchboard_testkit::room::{create_session, Publisher};
 use switchboard_testkit::scenario::ROOM;
 use switchboard_testkit::serde_json::Value;
-use switchboard_testkit::{
-    bounded, json, next_documented, Attach, Downstream, Frame, TestServer, Transport, Upstream,
-};
+use switchboard_testkit::{bounded, json, next_documented, Attach, Downstream, Frame, TestServer, Transport, Upstream};
 
 fn hostile() -> Vec<Value> {
     vec![
@@ -50,10 +48,7 @@ async fn setup(
 }
 
 async fn publish_hostile(publisher: &Publisher) -> anyhow::Result<()> {
-    let frames = hostile()
-        .into_iter()
-        .map(|data| json!({"type":"publish","room":ROOM,"data":data}))
-        .collect();
+    let frames = hostile().into_iter().map(|data| json!({"type":"publish","room":ROOM,"data":data})).collect();
     publisher.upstream().send(frames).await?;
     Ok(())
 }
@@ -85,11 +80,7 @@ async fn htmlfile_keeps_hostile_payloads_inert() {
                     break frame;
                 }
             };
-            assert_eq!(
-                frame.data(),
-                Some(&expected),
-                "round trip of {expected}: {frame}"
-            );
+            assert_eq!(frame.data(), Some(&expected), "round trip of {expected}: {frame}");
         }
         for frame in &frames {
             assert_inert(frame.raw(), "htmlfile frame");
@@ -97,14 +88,9 @@ async fn htmlfile_keeps_hostile_payloads_inert() {
 
         // The whole body is the preamble followed by exactly these chunks.
         let raw = String::from_utf8(html.raw().to_vec())?;
-        assert!(
-            !raw.contains('\u{2028}') && !raw.contains('\u{2029}'),
-            "raw U+2028/9 in {raw:?}"
-        );
+        assert!(!raw.contains('\u{2028}') && !raw.contains('\u{2029}'), "raw U+2028/9 in {raw:?}");
         let preamble = String::from_utf8(html.preamble().unwrap_or_default().to_vec())?;
-        let mut rest = raw
-            .strip_prefix(&preamble)
-            .expect("body starts with the preamble");
+        let mut rest = raw.strip_prefix(&preamble).expect("body starts with the preamble");
         let welcome_end = rest.find("</script>").expect("welcome chunk") + "</script>".len();
         rest = &rest[welcome_end..];
         for frame in &frames {
@@ -116,11 +102,7 @@ async fn htmlfile_keeps_hostile_payloads_inert() {
         }
         assert_eq!(rest.trim(), "", "unexpected bytes after the frames");
         let lower = raw[preamble.len()..].to_ascii_lowercase();
-        assert_eq!(
-            lower.matches("</script").count(),
-            frames.len() + 1,
-            "{raw:?}"
-        );
+        assert_eq!(lower.matches("</script").count(), frames.len() + 1, "{raw:?}");
         assert!(!lower.contains("<!--"), "{raw:?}");
         server.shutdown().await;
         Ok(())
@@ -185,9 +167,7 @@ async fn every_transport_escapes_hostile_characters() {
         let (sid, _) = create_session(server.addr()).await?;
         Upstream::new(server.addr(), &sid).join(ROOM).await?;
         publish_hostile(&publisher).await?;
-        let response = HttpRequest::get(format!("/v1/poll?sid={sid}&last=1&wait=0"))
-            .send(server.addr())
-            .await?;
+        let response = HttpRequest::get(format!("/v1/poll?sid={sid}&last=1&wait=0")).send(server.addr()).await?;
         let body = response.text().await?;
         assert_inert(&body, "poll body");
         let frames: Vec<Value> = switchboard_testkit::serde_json::from_str(&body)?;
@@ -221,9 +201,8 @@ async fn hostile_callback_names_are_refused_with_400() {
         ];
         for path in ["/v1/jsonp", "/v1/htmlfile"] {
             for name in &hostile_names {
-                let response = HttpRequest::get(format!("{path}?callback={}", encode(name)))
-                    .send(server.addr())
-                    .await?;
+                let response =
+                    HttpRequest::get(format!("{path}?callback={}", encode(name))).send(server.addr()).await?;
                 assert_eq!(response.status, 400, "{path} with callback {name:?}");
                 let content_type = response.header("content-type").unwrap_or_default();
                 let body = response.text().await?;
@@ -232,17 +211,9 @@ async fn hostile_callback_names_are_refused_with_400() {
                     "{path}: the refusal reflects the name as HTML: {content_type} {body:?}"
                 );
             }
-            for name in [
-                "a".repeat(64),
-                "$".to_owned(),
-                "_".to_owned(),
-                "a.b.c".to_owned(),
-                "A1_$.z$9".to_owned(),
-            ] {
+            for name in ["a".repeat(64), "$".to_owned(), "_".to_owned(), "a.b.c".to_owned(), "A1_$.z$9".to_owned()] {
                 let response =
-                    HttpRequest::get(format!("{path}?callback={}&wait=0", encode(&name)))
-                        .send(server.addr())
-                        .await?;
+                    HttpRequest::get(format!("{path}?callback={}&wait=0", encode(&name))).send(server.addr()).await?;
                 assert_eq!(response.status, 200, "{path} with valid callback {name:?}");
             }
         }

@@ -16,16 +16,8 @@ const KEY: &str = "a-long-random-api-key-0123456789";
 fn endpoints() -> Vec<(Method, &'static str, &'static str)> {
     vec![
         (Method::GET, "/api/v1/rooms", ""),
-        (
-            Method::POST,
-            "/api/v1/rooms",
-            r#"{"name":"staff","private":true,"members":["mallory"]}"#,
-        ),
-        (
-            Method::POST,
-            "/api/v1/rooms/calm/messages",
-            r#"{"data":"forged","user":"alice"}"#,
-        ),
+        (Method::POST, "/api/v1/rooms", r#"{"name":"staff","private":true,"members":["mallory"]}"#),
+        (Method::POST, "/api/v1/rooms/calm/messages", r#"{"data":"forged","user":"alice"}"#),
         (Method::GET, "/api/v1/rooms/calm/messages", ""),
         (Method::GET, "/api/v1/rooms/calm/presence", ""),
         (Method::PUT, "/api/v1/rooms/staff/members/mallory", ""),
@@ -61,10 +53,7 @@ async fn without_the_right_key_no_endpoint_does_anything() {
                     request = request.header("authorization", value);
                 }
                 let response = request.send(addr).await?;
-                assert_eq!(
-                    response.status, 401,
-                    "{method} {path} with {authorization:?}"
-                );
+                assert_eq!(response.status, 401, "{method} {path} with {authorization:?}");
                 let answer = response.json().await?;
                 assert_eq!(answer["code"], 4401, "{method} {path}: {answer}");
             }
@@ -75,11 +64,7 @@ async fn without_the_right_key_no_endpoint_does_anything() {
                 HttpRequest::new(method.clone(), path).header("x-api-key", KEY),
                 HttpRequest::new(method.clone(), path).header("cookie", &format!("api_key={KEY}")),
             ] {
-                assert_eq!(
-                    request.body(body).send(addr).await?.status,
-                    401,
-                    "{method} {path}"
-                );
+                assert_eq!(request.body(body).send(addr).await?.status, 401, "{method} {path}");
             }
         }
         // Nothing happened: the bystander is connected and still a member,
@@ -87,10 +72,7 @@ async fn without_the_right_key_no_endpoint_does_anything() {
         bystander.check().await?;
         let api = Api::new(addr, Some(KEY));
         let history = api.history("calm", "after=0&limit=500").await?;
-        assert!(
-            history.iter().all(|m| m["data"] != json!("forged")),
-            "{history:?}"
-        );
+        assert!(history.iter().all(|m| m["data"] != json!("forged")), "{history:?}");
         let (status, rooms) = api.get("/rooms").await?;
         assert_eq!(status, 200);
         assert!(!rooms.to_string().contains("staff"), "{rooms}");
@@ -113,10 +95,7 @@ async fn without_a_configured_key_the_api_is_off() {
                     request = request.header("authorization", value);
                 }
                 let response = request.send(addr).await?;
-                assert_eq!(
-                    response.status, 403,
-                    "{method} {path} with {authorization:?}"
-                );
+                assert_eq!(response.status, 403, "{method} {path} with {authorization:?}");
                 assert_eq!(response.json().await?["code"], 4403);
             }
         }

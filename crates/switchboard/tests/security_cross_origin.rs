@@ -33,15 +33,9 @@ const WEBSOCKETS: [(&str, &str); 4] = [
 ];
 
 /// The status a WebSocket upgrade of `path` from `origin` is answered with.
-async fn upgrade_status(
-    addr: std::net::SocketAddr,
-    path: &str,
-    origin: Option<&str>,
-) -> anyhow::Result<u16> {
+async fn upgrade_status(addr: std::net::SocketAddr, path: &str, origin: Option<&str>) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect(addr).await?;
-    let origin = origin
-        .map(|o| format!("Origin: {o}\r\n"))
-        .unwrap_or_default();
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
@@ -54,10 +48,7 @@ async fn upgrade_status(
     while response_head(&raw).is_none() {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => raw.extend_from_slice(&buf[..n]),
-            _ => anyhow::bail!(
-                "no answer to the upgrade of {path}: {:?}",
-                String::from_utf8_lossy(&raw)
-            ),
+            _ => anyhow::bail!("no answer to the upgrade of {path}: {:?}", String::from_utf8_lossy(&raw)),
         }
     }
     Ok(response_head(&raw).map_or(0, |(status, _)| status))
@@ -74,29 +65,15 @@ async fn foreign_origins_cannot_open_a_websocket_on_any_endpoint() {
                 let status = upgrade_status(addr, path, Some(origin)).await?;
                 assert_eq!(status, 403, "{what} WebSocket from {origin:?}");
             }
-            assert_eq!(
-                upgrade_status(addr, path, Some(GOOD)).await?,
-                101,
-                "{what} WebSocket from {GOOD}"
-            );
+            assert_eq!(upgrade_status(addr, path, Some(GOOD)).await?, 101, "{what} WebSocket from {GOOD}");
             // Case does not make an origin foreign (scheme and host are
             // case-insensitive).
-            assert_eq!(
-                upgrade_status(addr, path, Some("HTTPS://APP.EXAMPLE")).await?,
-                101,
-                "{what}"
-            );
+            assert_eq!(upgrade_status(addr, path, Some("HTTPS://APP.EXAMPLE")).await?, 101, "{what}");
             // Non-browser clients send no Origin at all.
-            assert_eq!(
-                upgrade_status(addr, path, None).await?,
-                101,
-                "{what} without Origin"
-            );
+            assert_eq!(upgrade_status(addr, path, None).await?, 101, "{what} without Origin");
         }
         // The native and SockJS refusals are counted.
-        before
-            .wait_grown(addr, &errors_series(4403), (2 * FOREIGN.len()) as f64)
-            .await?;
+        before.wait_grown(addr, &errors_series(4403), (2 * FOREIGN.len()) as f64).await?;
         server.shutdown().await;
         Ok(())
     })
@@ -119,21 +96,12 @@ async fn foreign_origins_cannot_use_sockjs_or_socketio_polling() {
                 let response = request.clone().origin(origin).send(addr).await?;
                 assert_eq!(response.status, 403, "{request:?} from {origin}");
                 let allowed = response.header("access-control-allow-origin");
-                assert!(
-                    allowed.is_none(),
-                    "{request:?} from {origin}: ACAO {allowed:?}"
-                );
+                assert!(allowed.is_none(), "{request:?} from {origin}: ACAO {allowed:?}");
             }
         }
-        let response = HttpRequest::get("/socket.io/?EIO=4&transport=polling")
-            .origin(GOOD)
-            .send(addr)
-            .await?;
+        let response = HttpRequest::get("/socket.io/?EIO=4&transport=polling").origin(GOOD).send(addr).await?;
         assert_eq!(response.status, 200);
-        assert_eq!(
-            response.header("access-control-allow-origin").as_deref(),
-            Some(GOOD)
-        );
+        assert_eq!(response.header("access-control-allow-origin").as_deref(), Some(GOOD));
         server.shutdown().await;
         Ok(())
     })

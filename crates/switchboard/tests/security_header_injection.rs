@@ -20,57 +20,29 @@ fn assert_clean(raw: &[u8], what: &str) {
     let text = String::from_utf8_lossy(raw);
     let Some((status, head)) = response_head(raw) else {
         // The server may also just close a connection it cannot parse.
-        assert!(
-            !text.to_ascii_lowercase().contains(INJECTED),
-            "{what}: {text:?}"
-        );
+        assert!(!text.to_ascii_lowercase().contains(INJECTED), "{what}: {text:?}");
         return;
     };
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    assert!(
-        status_line.starts_with("HTTP/1.1 "),
-        "{what}: {status_line:?}"
-    );
+    assert!(status_line.starts_with("HTTP/1.1 "), "{what}: {status_line:?}");
     for line in lines {
+        assert!(!line.contains('\r') && !line.contains('\n'), "{what}: CR/LF inside {line:?}");
+        let (name, _value) = line.split_once(": ").unwrap_or_else(|| panic!("{what}: not a header line {line:?}"));
         assert!(
-            !line.contains('\r') && !line.contains('\n'),
-            "{what}: CR/LF inside {line:?}"
-        );
-        let (name, _value) = line
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("{what}: not a header line {line:?}"));
-        assert!(
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
             "{what}: bad header name {name:?}"
         );
-        assert!(
-            !name.eq_ignore_ascii_case(INJECTED),
-            "{what}: injected header in {head}"
-        );
+        assert!(!name.eq_ignore_ascii_case(INJECTED), "{what}: injected header in {head}");
     }
     let cookies = head.to_ascii_lowercase().matches("\r\nset-cookie:").count();
-    assert!(
-        cookies <= 1,
-        "{what}: {cookies} Set-Cookie headers in {head}"
-    );
+    assert!(cookies <= 1, "{what}: {cookies} Set-Cookie headers in {head}");
     let rest = &text[head.len()..];
-    assert_eq!(
-        rest.matches("HTTP/1.1 ").count(),
-        0,
-        "{what} (status {status}): a second response follows: {rest:?}"
-    );
+    assert_eq!(rest.matches("HTTP/1.1 ").count(), 0, "{what} (status {status}): a second response follows: {rest:?}");
 }
 
 async fn send(addr: std::net::SocketAddr, request: &str) -> anyhow::Result<Vec<u8>> {
-    Ok(
-        raw_exchange(addr, request.as_bytes(), Duration::from_millis(500))
-            .await?
-            .0,
-    )
+    Ok(raw_exchange(addr, request.as_bytes(), Duration::from_millis(500)).await?.0)
 }
 
 #[tokio::test]

@@ -19,18 +19,13 @@ const PARALLEL: usize = 16;
 
 /// `count` new sessions' (sid, public id), from short polls' `welcome`s on
 /// one keep-alive connection.
-async fn new_sessions(
-    addr: std::net::SocketAddr,
-    count: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
+async fn new_sessions(addr: std::net::SocketAddr, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut client = KeepAlive::new(addr);
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let (_, body) = client.get("/v1/poll?wait=0").await?;
         let frames: Vec<Value> = serde_json::from_slice(&body)?;
-        let welcome = frames
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("no welcome"))?;
+        let welcome = frames.first().ok_or_else(|| anyhow::anyhow!("no welcome"))?;
         out.push((
             welcome["sid"].as_str().unwrap_or_default().to_owned(),
             welcome["id"].as_str().unwrap_or_default().to_owned(),
@@ -60,22 +55,13 @@ async fn ten_thousand_session_ids_are_distinct_random_128_bit_secrets() {
         assert_eq!(publics.len(), SESSIONS, "duplicate public ids");
         let mut ones = [0u32; 128];
         for (sid, public) in &sessions {
-            assert!(
-                sid.len() == 32
-                    && sid
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
-                "{sid}"
-            );
+            assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{sid}");
             assert_eq!(public.len(), 16, "{public}");
             // The public id tells nothing of the secret: no shared run of
             // 10 hex digits (chance about 1e-10 per pair for random ids).
             for window in public.as_bytes().windows(10) {
                 let window = std::str::from_utf8(window)?;
-                assert!(
-                    !sid.contains(window),
-                    "public id {public} shares {window} with its sid {sid}"
-                );
+                assert!(!sid.contains(window), "public id {public} shares {window} with its sid {sid}");
             }
             let value = u128::from_str_radix(sid, 16)?;
             for (bit, count) in ones.iter_mut().enumerate() {
@@ -86,10 +72,7 @@ async fn ten_thousand_session_ids_are_distinct_random_128_bit_secrets() {
         // counter-like bit would sit at 0, 10 000 or far from 5 000; the
         // bound is over 9 standard deviations).
         for (bit, count) in ones.iter().enumerate() {
-            assert!(
-                (4_550..=5_450).contains(count),
-                "bit {bit} is set in {count} of {SESSIONS} ids"
-            );
+            assert!((4_550..=5_450).contains(count), "bit {bit} is set in {count} of {SESSIONS} ids");
         }
         server.shutdown().await;
         Ok(())
@@ -130,14 +113,8 @@ async fn guessed_or_altered_session_ids_open_nothing() {
                 continue;
             }
             assert_sessions_unknown(addr, guess).await?;
-            let (status, answer) = Upstream::new(addr, guess)
-                .post(json!({"type":"echo","data":1}).to_string())
-                .await?;
-            assert_eq!(
-                (status, answer["code"].as_u64()),
-                (404, Some(4004)),
-                "POST with sid {guess:?}"
-            );
+            let (status, answer) = Upstream::new(addr, guess).post(json!({"type":"echo","data":1}).to_string()).await?;
+            assert_eq!((status, answer["code"].as_u64()), (404, Some(4004)), "POST with sid {guess:?}");
         }
         // Others in the room see the public id, never the sid.
         let mut bob = ChatClient::connect(addr, "bob").await?;

@@ -55,15 +55,11 @@ async fn no_request_path_escapes_the_static_folder() {
             let (raw, _) = raw_exchange(addr, request.as_bytes(), Duration::from_secs(5)).await?;
             let text = String::from_utf8_lossy(&raw);
             let status = response_head(&raw).map(|(s, _)| s);
-            assert!(
-                !text.contains(SECRET) && !text.contains("root:"),
-                "GET {path} leaked a file outside: {text}"
-            );
+            assert!(!text.contains(SECRET) && !text.contains("root:"), "GET {path} leaked a file outside: {text}");
             assert!(matches!(status, Some(400 | 404)), "GET {path}: {text}");
         }
         // Absolute-form request targets are no way out either.
-        let request =
-            format!("GET http://x{absolute} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request = format!("GET http://x{absolute} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let (raw, _) = raw_exchange(addr, request.as_bytes(), Duration::from_secs(5)).await?;
         assert!(!String::from_utf8_lossy(&raw).contains(SECRET));
 

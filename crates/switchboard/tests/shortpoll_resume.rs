@@ -23,16 +23,11 @@ async fn shortpoll_answers_at_once_when_nothing_is_queued() {
     bounded(async {
         let server = TestServer::start().await;
         let (sid, _) = create_session(server.addr()).await?;
-        let mut poll =
-            PollDownstream::new(server.addr(), PollKind::Short, &Attach::new(Some(&sid), 0));
+        let mut poll = PollDownstream::new(server.addr(), PollKind::Short, &Attach::new(Some(&sid), 0));
         let started = Instant::now();
         let frames = poll.poll_once().await?;
         assert!(frames.is_empty(), "{frames:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
         server.shutdown().await;
         Ok(())
     })

@@ -13,12 +13,7 @@ async fn shutdown_closes_attachments_with_4002() {
         let server = TestServer::start_with(|c| c.shutdown_timeout = Duration::from_secs(2)).await;
         let addr = server.addr();
         let mut attached = Vec::new();
-        for transport in [
-            Transport::WebSocket,
-            Transport::Sse,
-            Transport::Stream,
-            Transport::HtmlFile,
-        ] {
+        for transport in [Transport::WebSocket, Transport::Sse, Transport::Stream, Transport::HtmlFile] {
             let mut downstream = transport.attach(addr, None, 0).await?;
             assert_eq!(downstream.next_frame().await?.typ(), "welcome");
             attached.push(downstream);
@@ -38,10 +33,7 @@ async fn shutdown_closes_attachments_with_4002() {
             );
         }
         let frames = held.await??;
-        assert!(
-            frames.len() == 1 && frames[0].is_close(4002),
-            "held long poll: expected [close 4002], got {frames:?}"
-        );
+        assert!(frames.len() == 1 && frames[0].is_close(4002), "held long poll: expected [close 4002], got {frames:?}");
         tokio::time::timeout(Duration::from_secs(5), shutdown)
             .await
             .map_err(|_| anyhow::anyhow!("shutdown did not finish"))??;

@@ -92,18 +92,10 @@ async fn websocket_client(
     i: usize,
     stop_publishing: Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome {
-        name: format!("ws{i}"),
-        room: room_of(i),
-        websocket: true,
-        ..Outcome::default()
-    };
+    let mut outcome = Outcome { name: format!("ws{i}"), room: room_of(i), websocket: true, ..Outcome::default() };
     let url = format!("ws://{addr}/v1/ws?name={}", outcome.name);
     let (mut ws, _) = ClientBuilder::new().uri(&url)?.connect().await?;
-    ws.send(Message::text(
-        json!({"type":"join","room":outcome.room,"cid":"join"}).to_string(),
-    ))
-    .await?;
+    ws.send(Message::text(json!({"type":"join","room":outcome.room,"cid":"join"}).to_string())).await?;
     let mut n = i as u64;
     let mut next = tokio::time::Instant::now() + pause(n, WS_PAUSE);
     loop {
@@ -135,8 +127,7 @@ async fn call(client: &mut KeepAlive, path: &str, body: Option<&Value>) -> std::
         Some(body) => client.post(path, body.to_string().as_bytes()).await?,
         None => client.get(path).await?,
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 async fn long_poll_client(
@@ -152,29 +143,14 @@ async fn long_poll_client(
     let welcome = call(&mut poller, &format!("/v1/poll?name={name}"), None).await?;
     let sid = welcome[0]["sid"].as_str().unwrap_or_default().to_owned();
     let send_path = format!("/v1/send?sid={sid}");
-    call(
-        &mut sender,
-        &send_path,
-        Some(&json!({"type":"join","room":room,"cid":"join"})),
-    )
-    .await?;
-    let outcome = Mutex::new(Outcome {
-        name: name.clone(),
-        room: room.clone(),
-        websocket: false,
-        ..Outcome::default()
-    });
+    call(&mut sender, &send_path, Some(&json!({"type":"join","room":room,"cid":"join"}))).await?;
+    let outcome =
+        Mutex::new(Outcome { name: name.clone(), room: room.clone(), websocket: false, ..Outcome::default() });
     let done = AtomicBool::new(false);
     let polling = async {
         let mut last = 0;
         loop {
-            let frames = match call(
-                &mut poller,
-                &format!("/v1/poll?sid={sid}&last={last}"),
-                None,
-            )
-            .await
-            {
+            let frames = match call(&mut poller, &format!("/v1/poll?sid={sid}&last={last}"), None).await {
                 Ok(frames) => frames.as_array().cloned().unwrap_or_default(),
                 Err(e) => {
                     outcome.lock().unwrap().error = Some(e.to_string());
@@ -210,12 +186,7 @@ async fn long_poll_client(
 
 /// Every message of `room` after `after`, through a new session's
 /// `history` queries (paged).
-async fn recover(
-    addr: std::net::SocketAddr,
-    name: &str,
-    room: &str,
-    after: u64,
-) -> anyhow::Result<Vec<u64>> {
+async fn recover(addr: std::net::SocketAddr, name: &str, room: &str, after: u64) -> anyhow::Result<Vec<u64>> {
     let mut client = KeepAlive::new(addr);
     let welcome = call(&mut client, &format!("/v1/poll?wait=0&name={name}"), None).await?;
     let sid = welcome[0]["sid"].as_str().unwrap_or_default().to_owned();
@@ -227,22 +198,10 @@ async fn recover(
         let query = json!({"type":"history","room":room,"after":from,"limit":500,"cid":cid});
         call(&mut client, &format!("/v1/send?sid={sid}"), Some(&query)).await?;
         let page = loop {
-            let frames = call(
-                &mut client,
-                &format!("/v1/poll?sid={sid}&last={last}&wait=5000"),
-                None,
-            )
-            .await?;
+            let frames = call(&mut client, &format!("/v1/poll?sid={sid}&last={last}&wait=5000"), None).await?;
             let frames = frames.as_array().cloned().unwrap_or_default();
-            last = frames
-                .iter()
-                .filter_map(|f| f["seq"].as_u64())
-                .max()
-                .unwrap_or(last);
-            if let Some(answer) = frames
-                .iter()
-                .find(|f| f["type"] == "history" && f["cid"] == cid.as_str())
-            {
+            last = frames.iter().filter_map(|f| f["seq"].as_u64()).max().unwrap_or(last);
+            if let Some(answer) = frames.iter().find(|f| f["type"] == "history" && f["cid"] == cid.as_str()) {
                 break answer["messages"].as_array().cloned().unwrap_or_default();
             }
         };
@@ -269,10 +228,7 @@ async fn run() -> anyhow::Result<()> {
     let env = [
         ("SWITCHBOARD_STORE", "sqlite".to_owned()),
         ("SWITCHBOARD_DATA_DIR", data.path().display().to_string()),
-        (
-            "SWITCHBOARD_SHUTDOWN_TIMEOUT",
-            format!("{}s", SHUTDOWN_TIMEOUT.as_secs()),
-        ),
+        ("SWITCHBOARD_SHUTDOWN_TIMEOUT", format!("{}s", SHUTDOWN_TIMEOUT.as_secs())),
         ("SWITCHBOARD_API_KEY", API_KEY.to_owned()),
     ];
     let mut server = ServerProcess::start(binary, &env).await?;
@@ -285,9 +241,7 @@ async fn run() -> anyhow::Result<()> {
         let stop = Arc::clone(&stop_publishing);
         let quiet = Arc::clone(&quiet_long_polls);
         groups.push(tokio::spawn(async move {
-            let mut clients: Vec<
-                futures_util::future::BoxFuture<'static, anyhow::Result<Outcome>>,
-            > = Vec::new();
+            let mut clients: Vec<futures_util::future::BoxFuture<'static, anyhow::Result<Outcome>>> = Vec::new();
             for i in (g..WEBSOCKETS + LONG_POLLS).step_by(GROUPS) {
                 if i < WEBSOCKETS {
                     clients.push(Box::pin(websocket_client(addr, i, Arc::clone(&stop))));
@@ -304,9 +258,7 @@ async fn run() -> anyhow::Result<()> {
     quiet_long_polls.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.terminate()?;
-    let (exited_after, success) = server
-        .wait_exit(SHUTDOWN_TIMEOUT + Duration::from_secs(5))
-        .await?;
+    let (exited_after, success) = server.wait_exit(SHUTDOWN_TIMEOUT + Duration::from_secs(5)).await?;
     stop_publishing.store(true, Ordering::Relaxed);
     assert!(success, "the server exited with an error after SIGTERM");
     assert!(
@@ -323,22 +275,11 @@ async fn run() -> anyhow::Result<()> {
 
     // Every attached client was told to reconnect.
     let not_told: Vec<&Outcome> = outcomes.iter().filter(|o| !o.told_to_reconnect).collect();
-    assert!(
-        not_told.is_empty(),
-        "{} clients got no close 4002, e.g. {:?}",
-        not_told.len(),
-        not_told.first()
-    );
-    let websockets_told = outcomes
-        .iter()
-        .filter(|o| o.websocket && o.told_to_reconnect)
-        .count();
+    assert!(not_told.is_empty(), "{} clients got no close 4002, e.g. {:?}", not_told.len(), not_told.first());
+    let websockets_told = outcomes.iter().filter(|o| o.websocket && o.told_to_reconnect).count();
     assert_eq!(websockets_told, WEBSOCKETS);
     let acked: usize = outcomes.iter().map(|o| o.acked.len()).sum();
-    assert!(
-        acked >= 1000,
-        "only {acked} messages acknowledged before SIGTERM"
-    );
+    assert!(acked >= 1000, "only {acked} messages acknowledged before SIGTERM");
 
     // Restart on the same history.
     let server = ServerProcess::start(binary, &env).await?;
@@ -346,10 +287,7 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut acked_by_room: HashMap<&str, BTreeSet<u64>> = HashMap::new();
     for o in &outcomes {
-        acked_by_room
-            .entry(o.room.as_str())
-            .or_default()
-            .extend(&o.acked);
+        acked_by_room.entry(o.room.as_str()).or_default().extend(&o.acked);
     }
     // Durable: every acknowledged id is in the room's history.
     let api = Api::new(addr, Some(API_KEY));
@@ -357,9 +295,7 @@ async fn run() -> anyhow::Result<()> {
         let mut stored = BTreeSet::new();
         let mut after = 0;
         loop {
-            let page = api
-                .history(room, &format!("after={after}&limit=500"))
-                .await?;
+            let page = api.history(room, &format!("after={after}&limit=500")).await?;
             let ids: Vec<u64> = page.iter().filter_map(|m| m["id"].as_u64()).collect();
             stored.extend(&ids);
             match ids.last() {
@@ -368,22 +304,12 @@ async fn run() -> anyhow::Result<()> {
             }
         }
         let lost: Vec<&u64> = acked.difference(&stored).collect();
-        assert!(
-            lost.is_empty(),
-            "{room}: acknowledged but not in history after restart: {lost:?}"
-        );
+        assert!(lost.is_empty(), "{room}: acknowledged but not in history after restart: {lost:?}");
     }
     // Every client recovers what it missed: history after its last id.
     let sessions_before: Vec<(String, String, u64, BTreeSet<u64>)> = outcomes
         .iter()
-        .map(|o| {
-            (
-                o.name.clone(),
-                o.room.clone(),
-                o.seen.iter().next_back().copied().unwrap_or(0),
-                o.seen.clone(),
-            )
-        })
+        .map(|o| (o.name.clone(), o.room.clone(), o.seen.iter().next_back().copied().unwrap_or(0), o.seen.clone()))
         .collect();
     let mut recoveries = Vec::new();
     for chunk in sessions_before.chunks(sessions_before.len().div_ceil(GROUPS)) {
@@ -399,10 +325,7 @@ async fn run() -> anyhow::Result<()> {
     }
     for task in recoveries {
         for (room, seen, recovered) in task.await?? {
-            assert!(
-                recovered.windows(2).all(|w| w[0] < w[1]),
-                "{room}: history out of order {recovered:?}"
-            );
+            assert!(recovered.windows(2).all(|w| w[0] < w[1]), "{room}: history out of order {recovered:?}");
             let known: BTreeSet<u64> = seen.iter().chain(&recovered).copied().collect();
             let acked = &acked_by_room[room.as_str()];
             let missing: Vec<&u64> = acked.iter().filter(|id| !known.contains(id)).collect();
@@ -411,10 +334,7 @@ async fn run() -> anyhow::Result<()> {
             // known after recovery.
             let first = seen.iter().next().copied().unwrap_or(0);
             let missing: Vec<&&u64> = missing.iter().filter(|id| ***id > first).collect();
-            assert!(
-                missing.is_empty(),
-                "{room}: a client still lacks {missing:?} after recovering"
-            );
+            assert!(missing.is_empty(), "{room}: a client still lacks {missing:?} after recovering");
         }
     }
     eprintln!(

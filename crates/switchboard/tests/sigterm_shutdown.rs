@@ -33,9 +33,7 @@ fn sigterm_tells_clients_to_reconnect_and_exits() {
 
     let mut stream = connect_with_retry(port);
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream
-        .write_all(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
+    stream.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream);
     let mut lines = Vec::new();
     let mut line = String::new();

@@ -48,27 +48,12 @@ fn base() -> Instant {
 async fn connect(addr: std::net::SocketAddr, name: &str, room: &str) -> anyhow::Result<Socket> {
     let url = format!("ws://{addr}/v1/ws?name={name}");
     let (mut ws, _) = ClientBuilder::new().uri(&url)?.connect().await?;
-    let welcome = ws
-        .next()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no welcome"))??;
-    anyhow::ensure!(
-        welcome.as_text().is_some_and(|t| t.contains("\"welcome\"")),
-        "{welcome:?}"
-    );
-    ws.send(Message::text(
-        json!({"type":"join","room":room,"cid":"join"}).to_string(),
-    ))
-    .await?;
+    let welcome = ws.next().await.ok_or_else(|| anyhow::anyhow!("no welcome"))??;
+    anyhow::ensure!(welcome.as_text().is_some_and(|t| t.contains("\"welcome\"")), "{welcome:?}");
+    ws.send(Message::text(json!({"type":"join","room":room,"cid":"join"}).to_string())).await?;
     loop {
-        let message = ws
-            .next()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("closed before the join ack"))??;
-        if message
-            .as_text()
-            .is_some_and(|t| t.contains("\"cid\":\"join\""))
-        {
+        let message = ws.next().await.ok_or_else(|| anyhow::anyhow!("closed before the join ack"))??;
+        if message.as_text().is_some_and(|t| t.contains("\"cid\":\"join\"")) {
             return Ok(ws);
         }
     }
@@ -114,8 +99,7 @@ async fn fast_client(mut ws: Socket) -> anyhow::Result<Seen> {
             _ => {}
         }
         if unacked >= 16 {
-            ws.send(Message::text(json!({"type":"ack","seq":last}).to_string()))
-                .await?;
+            ws.send(Message::text(json!({"type":"ack","seq":last}).to_string())).await?;
             unacked = 0;
         }
     }
@@ -189,8 +173,7 @@ async fn run() -> anyhow::Result<()> {
     let (stop_echoes, mut stopped) = tokio::sync::watch::channel(false);
     let echoes = tokio::spawn(async move {
         let pad = "y".repeat(ECHO_BYTES);
-        let batch =
-            Value::Array(vec![json!({"type":"echo","data":pad}); ECHOES_PER_POST]).to_string();
+        let batch = Value::Array(vec![json!({"type":"echo","data":pad}); ECHOES_PER_POST]).to_string();
         let mut counts = [0u64; 2];
         while !*stopped.borrow_and_update() {
             for (count, sid) in counts.iter_mut().zip(&slow_sids) {
@@ -203,8 +186,7 @@ async fn run() -> anyhow::Result<()> {
         anyhow::Ok(counts)
     });
     let stalled_by = |metrics: &Metrics| {
-        metrics.value("switchboard_slow_consumers_total")
-            - before.value("switchboard_slow_consumers_total")
+        metrics.value("switchboard_slow_consumers_total") - before.value("switchboard_slow_consumers_total")
     };
     let mut rss_peak = rss_before;
     let mut with_slow = 0;
@@ -223,20 +205,10 @@ async fn run() -> anyhow::Result<()> {
             "the server gave up on {given_up} of 2 slow sockets within 30 s (write_timeout {WRITE_TIMEOUT:?})"
         );
     }
-    assert!(
-        slow_ws.closed_by_server(Duration::from_secs(5)).await?,
-        "the slow WebSocket is still open"
-    );
-    assert!(
-        slow_stream.closed_by_server(Duration::from_secs(5)).await?,
-        "the slow stream is still open"
-    );
+    assert!(slow_ws.closed_by_server(Duration::from_secs(5)).await?, "the slow WebSocket is still open");
+    assert!(slow_stream.closed_by_server(Duration::from_secs(5)).await?, "the slow stream is still open");
 
-    publisher
-        .send(Message::text(
-            json!({"type":"publish","room":ROOM,"data":{"end":true}}).to_string(),
-        ))
-        .await?;
+    publisher.send(Message::text(json!({"type":"publish","room":ROOM,"data":{"end":true}}).to_string())).await?;
     let _ = stop_echoes.send(true);
     let [echoes_ws, _] = echoes.await??;
     let published = baseline + with_slow;
@@ -292,18 +264,12 @@ async fn run() -> anyhow::Result<()> {
             kept += 1;
         }
     }
-    assert!(
-        (1..=OUTBOX_FRAMES).contains(&kept),
-        "{kept} frames kept after the gap (bound {OUTBOX_FRAMES})"
-    );
+    assert!((1..=OUTBOX_FRAMES).contains(&kept), "{kept} frames kept after the gap (bound {OUTBOX_FRAMES})");
     // Every seq is accounted for: dropped (in the gap) or kept; the join
     // ack, each message published after the join, the end message and the
     // echoes.
     let expected = 1 + with_slow + 1 + echoes_ws;
-    assert!(
-        next > expected,
-        "seqs 1..{next} do not cover the {expected} frames of the session"
-    );
+    assert!(next > expected, "seqs 1..{next} do not cover the {expected} frames of the session");
     assert_serving(addr).await?;
     server.shutdown().await;
     Ok(())

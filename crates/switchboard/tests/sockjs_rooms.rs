@@ -55,7 +55,8 @@ async fn sockjs_and_native_clients_share_a_room() {
         assert_eq!(msg["data"], json!({ "text": "from native" }));
         assert!(msg.get("seq").is_none());
 
-        let publish = json!({ "type": "publish", "room": "lobby", "data": { "text": "</script> from sockjs" }, "cid": "p" });
+        let publish =
+            json!({ "type": "publish", "room": "lobby", "data": { "text": "</script> from sockjs" }, "cid": "p" });
         sj.send(&serde_json::to_string(&[publish.to_string()])?).await?;
         // The sender gets its own message and the ack (with the stored id).
         let (mut acked, mut echoed) = (false, false);
@@ -83,45 +84,17 @@ async fn rooms_service_answers_bad_frames_with_error_messages_over_xhr() {
     bounded(async {
         let server = sockjs::start(Duration::from_secs(25), Duration::from_secs(5)).await;
         let addr = server.addr();
-        let open = HttpRequest::post("/chat/000/x1/xhr", "")
-            .send(addr)
-            .await?
-            .text()
-            .await?;
+        let open = HttpRequest::post("/chat/000/x1/xhr", "").send(addr).await?.text().await?;
         assert_eq!(open, "o\n");
-        let bad = serde_json::to_string(&[
-            "not json",
-            r#"{"type":"publish","room":"lobby","data":1,"cid":"p"}"#,
-        ])?;
-        assert_eq!(
-            HttpRequest::post("/chat/000/x1/xhr_send", bad)
-                .send(addr)
-                .await?
-                .status,
-            204
-        );
-        let body = HttpRequest::post("/chat/000/x1/xhr", "")
-            .send(addr)
-            .await?
-            .text()
-            .await?;
-        let messages: Vec<String> =
-            serde_json::from_str(body.trim_end().strip_prefix('a').unwrap_or("[]"))?;
-        let types: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::from_str(m))
-            .collect::<Result<_, _>>()?;
+        let bad = serde_json::to_string(&["not json", r#"{"type":"publish","room":"lobby","data":1,"cid":"p"}"#])?;
+        assert_eq!(HttpRequest::post("/chat/000/x1/xhr_send", bad).send(addr).await?.status, 204);
+        let body = HttpRequest::post("/chat/000/x1/xhr", "").send(addr).await?.text().await?;
+        let messages: Vec<String> = serde_json::from_str(body.trim_end().strip_prefix('a').unwrap_or("[]"))?;
+        let types: Vec<serde_json::Value> =
+            messages.iter().map(|m| serde_json::from_str(m)).collect::<Result<_, _>>()?;
         assert_eq!(types[0]["type"], "welcome", "{body}");
-        assert_eq!(
-            (types[1]["type"].as_str(), types[1]["code"].as_u64()),
-            (Some("error"), Some(4400)),
-            "{body}"
-        );
-        assert_eq!(
-            (types[2]["type"].as_str(), types[2]["code"].as_u64()),
-            (Some("error"), Some(4403)),
-            "{body}"
-        );
+        assert_eq!((types[1]["type"].as_str(), types[1]["code"].as_u64()), (Some("error"), Some(4400)), "{body}");
+        assert_eq!((types[2]["type"].as_str(), types[2]["code"].as_u64()), (Some("error"), Some(4403)), "{body}");
         assert_eq!(types[2]["cid"], "p");
         Ok(())
     })

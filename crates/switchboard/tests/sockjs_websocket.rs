@@ -85,20 +85,14 @@ async fn websocket_upgrade_errors_and_versions() {
         let addr = server.addr();
         let plain = HttpRequest::get("/echo/0/0/websocket").send(addr).await?;
         assert_eq!(plain.status, 400);
-        assert!(plain
-            .text()
-            .await?
-            .contains("Can \"Upgrade\" only to \"WebSocket\"."));
+        assert!(plain.text().await?.contains("Can \"Upgrade\" only to \"WebSocket\"."));
         let closing = HttpRequest::get("/echo/0/0/websocket")
             .header("upgrade", "WebSocket")
             .header("connection", "close")
             .send(addr)
             .await?;
         assert_eq!(closing.status, 400);
-        assert!(closing
-            .text()
-            .await?
-            .contains("\"Connection\" must be \"Upgrade\"."));
+        assert!(closing.text().await?.contains("\"Connection\" must be \"Upgrade\"."));
         for version in ["7", "8", "13"] {
             let upgrade = HttpRequest::get("/echo/000/v/websocket")
                 .header("upgrade", "websocket")
@@ -108,15 +102,10 @@ async fn websocket_upgrade_errors_and_versions() {
                 .send(addr)
                 .await?;
             assert_eq!(upgrade.status, 101, "version {version}");
-            assert_eq!(
-                upgrade.header("sec-websocket-accept").as_deref(),
-                Some("HSmrc0sMlYUkAGmm5OPpG2HaGWk=")
-            );
+            assert_eq!(upgrade.header("sec-websocket-accept").as_deref(), Some("HSmrc0sMlYUkAGmm5OPpG2HaGWk="));
             assert!(upgrade.header("content-length").is_none());
         }
-        let disabled = HttpRequest::get("/disabled_websocket_echo/000/s/websocket")
-            .send(addr)
-            .await?;
+        let disabled = HttpRequest::get("/disabled_websocket_echo/000/s/websocket").send(addr).await?;
         assert_eq!(disabled.status, 404);
         Ok(())
     })

@@ -24,10 +24,7 @@ async fn sse_starts_with_retry_and_an_unnumbered_welcome() {
         let server = TestServer::start().await;
         let mut sse = SseDownstream::connect(server.addr(), &Attach::new(None, 0)).await?;
         let content_type = sse.response().header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "content-type {content_type:?}"
-        );
+        assert!(content_type.starts_with("text/event-stream"), "content-type {content_type:?}");
         let welcome = sse.next().await?; // the client checks there is no `id:`
         check_new_welcome(&welcome)?;
         assert_eq!(sse.retry(), Some(2000));
@@ -54,41 +51,24 @@ async fn sse_resume_takes_the_larger_of_last_event_id_and_last() {
         drop(sse);
 
         // Header only (as a browser's EventSource resumes): after 6.
-        let attach = Attach {
-            last_event_id: Some(6),
-            ..Attach::new(Some(&sid), 0)
-        };
+        let attach = Attach { last_event_id: Some(6), ..Attach::new(Some(&sid), 0) };
         let mut sse = SseDownstream::connect(addr, &attach).await?;
         let frame = first_sequenced(&mut sse).await?;
         assert_eq!(frame.seq(), Some(7), "after Last-Event-ID 6: {frame}");
         drop(sse);
 
         // Parameter larger than header: after the parameter.
-        let attach = Attach {
-            last_event_id: Some(8),
-            ..Attach::new(Some(&sid), 12)
-        };
+        let attach = Attach { last_event_id: Some(8), ..Attach::new(Some(&sid), 12) };
         let mut sse = SseDownstream::connect(addr, &attach).await?;
         let frame = first_sequenced(&mut sse).await?;
-        assert_eq!(
-            frame.seq(),
-            Some(13),
-            "after last=12, Last-Event-ID 8: {frame}"
-        );
+        assert_eq!(frame.seq(), Some(13), "after last=12, Last-Event-ID 8: {frame}");
         drop(sse);
 
         // Header larger than parameter: after the header.
-        let attach = Attach {
-            last_event_id: Some(15),
-            ..Attach::new(Some(&sid), 13)
-        };
+        let attach = Attach { last_event_id: Some(15), ..Attach::new(Some(&sid), 13) };
         let mut sse = SseDownstream::connect(addr, &attach).await?;
         let frame = first_sequenced(&mut sse).await?;
-        assert_eq!(
-            frame.seq(),
-            Some(16),
-            "after last=13, Last-Event-ID 15: {frame}"
-        );
+        assert_eq!(frame.seq(), Some(16), "after last=13, Last-Event-ID 15: {frame}");
         for seq in 17..=21 {
             assert_eq!(first_sequenced(&mut sse).await?.seq(), Some(seq));
         }
@@ -105,9 +85,6 @@ async fn first_sequenced(sse: &mut SseDownstream) -> anyhow::Result<Frame> {
         if frame.seq().is_some() {
             return Ok(frame);
         }
-        anyhow::ensure!(
-            matches!(frame.typ(), "welcome" | "ping"),
-            "unexpected {frame}"
-        );
+        anyhow::ensure!(matches!(frame.typ(), "welcome" | "ping"), "unexpected {frame}");
     }
 }

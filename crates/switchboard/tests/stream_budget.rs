@@ -15,12 +15,7 @@ async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
     let addr = server.addr();
     let publisher = Publisher::join(addr, ROOM).await?;
     let mut downstream = transport.attach(addr, None, 0).await?;
-    let sid = downstream
-        .next_frame()
-        .await?
-        .str("sid")
-        .unwrap_or_default()
-        .to_owned();
+    let sid = downstream.next_frame().await?.str("sid").unwrap_or_default().to_owned();
     Upstream::new(addr, &sid).join(ROOM).await?;
     // Published a few at a time, each group read before the next is sent,
     // so the server writes in small pieces and must stop near the budget
@@ -41,10 +36,7 @@ async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
         let frame = downstream.next_frame().await?;
         match frame.typ() {
             "close" => {
-                assert!(
-                    frame.is_close(4001) && frame.bool("reconnect") == Some(true),
-                    "{transport}: {frame}"
-                );
+                assert!(frame.is_close(4001) && frame.bool("reconnect") == Some(true), "{transport}: {frame}");
                 let end = downstream.next_frame().await;
                 assert!(
                     end.as_ref().err().is_some_and(|e| e.is::<Ended>()),
@@ -53,11 +45,7 @@ async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
                 budget_closes += 1;
                 downstream = transport.attach(addr, Some(&sid), last).await?;
                 let welcome = downstream.next_frame().await?;
-                assert_eq!(
-                    welcome.bool("resumed"),
-                    Some(true),
-                    "{transport}: {welcome}"
-                );
+                assert_eq!(welcome.bool("resumed"), Some(true), "{transport}: {welcome}");
             }
             "ping" => {}
             _ => {
@@ -76,10 +64,7 @@ async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
         }
     }
     // 60 frames of ~300 bytes is over 4 budgets.
-    assert!(
-        budget_closes >= 3,
-        "{transport}: only {budget_closes} budget closes"
-    );
+    assert!(budget_closes >= 3, "{transport}: only {budget_closes} budget closes");
     server.shutdown().await;
     Ok(())
 }

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_testkit::downstream::{PollDownstream, PollKind};
 use switchboard_testkit::room::create_session;
-use switchboard_testkit::{
-    bounded, json, next_non_ping, Attach, Ended, Frame, TestServer, Transport, Upstream,
-};
+use switchboard_testkit::{bounded, json, next_non_ping, Attach, Ended, Frame, TestServer, Transport, Upstream};
 
 fn is_superseded(frame: &Frame) -> bool {
     frame.is_close(4000) && frame.bool("reconnect") == Some(false)
@@ -26,15 +24,10 @@ async fn supersede(first: Transport, second: Transport) -> anyhow::Result<()> {
     let mut new = second.attach(addr, Some(&sid), 0).await?;
     if second.is_streaming() {
         let welcome = new.next_frame().await?;
-        assert!(
-            welcome.typ() == "welcome" && welcome.bool("resumed") == Some(true),
-            "{second} resume: {welcome}"
-        );
+        assert!(welcome.typ() == "welcome" && welcome.bool("resumed") == Some(true), "{second} resume: {welcome}");
     } else {
         // A poll attaches when its request reaches the server: send one.
-        Upstream::new(addr, &sid)
-            .send_one(json!({"type":"echo","data":0,"cid":"e0"}))
-            .await?;
+        Upstream::new(addr, &sid).send_one(json!({"type":"echo","data":0,"cid":"e0"})).await?;
         let echo = next_non_ping(new.as_mut()).await?;
         assert_eq!(echo.cid(), Some("e0"), "{echo}");
     }
@@ -47,21 +40,13 @@ async fn supersede(first: Transport, second: Transport) -> anyhow::Result<()> {
             break frame;
         }
     };
-    assert!(
-        is_superseded(&close),
-        "{first} superseded by {second}: got {close}"
-    );
+    assert!(is_superseded(&close), "{first} superseded by {second}: got {close}");
     let after = old.next_frame().await;
     let ended = after.as_ref().err().and_then(|e| e.downcast_ref::<Ended>());
-    assert!(
-        ended.is_some(),
-        "{first} must end after close 4000, got {after:?}"
-    );
+    assert!(ended.is_some(), "{first} must end after close 4000, got {after:?}");
 
     // The new attachment carries the session.
-    Upstream::new(addr, &sid)
-        .send_one(json!({"type":"echo","data":1,"cid":"e1"}))
-        .await?;
+    Upstream::new(addr, &sid).send_one(json!({"type":"echo","data":1,"cid":"e1"})).await?;
     let echo = next_non_ping(new.as_mut()).await?;
     assert_eq!(echo.cid(), Some("e1"), "{echo}");
     server.shutdown().await;
@@ -105,10 +90,7 @@ async fn held_poll_superseded_by(second: Transport) -> anyhow::Result<()> {
         (Instant::now(), frames)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !held.is_finished(),
-        "the poll must be held while nothing is queued"
-    );
+    assert!(!held.is_finished(), "the poll must be held while nothing is queued");
 
     let attached_at = Instant::now();
     let mut new = second.attach(addr, Some(&sid), 0).await?;
@@ -119,18 +101,13 @@ async fn held_poll_superseded_by(second: Transport) -> anyhow::Result<()> {
     let (returned_at, frames) = held.await?;
     let frames = frames?;
     let delay = returned_at.saturating_duration_since(attached_at);
-    assert!(
-        delay < Duration::from_secs(2),
-        "held poll returned {delay:?} after the new attachment"
-    );
+    assert!(delay < Duration::from_secs(2), "held poll returned {delay:?} after the new attachment");
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert!(is_superseded(&frames[0]), "{frames:?}");
 
     if second == Transport::LongPoll {
         // The new poll is the one held now: it gets the next frame.
-        Upstream::new(addr, &sid)
-            .send_one(json!({"type":"echo","data":1,"cid":"e1"}))
-            .await?;
+        Upstream::new(addr, &sid).send_one(json!({"type":"echo","data":1,"cid":"e1"})).await?;
     }
     let (_new, frame) = new_frames.await?;
     let frame = frame?;

@@ -57,9 +57,8 @@ async fn session_rotates_through_all_seven_transports() {
             let upstream = publisher.upstream().clone();
             tokio::spawn(async move {
                 for start in (0..TOTAL).step_by(10) {
-                    let frames = (start..start + 10)
-                        .map(|n| json!({"type":"publish","room":ROOM,"data":numbered(n)}))
-                        .collect();
+                    let frames =
+                        (start..start + 10).map(|n| json!({"type":"publish","room":ROOM,"data":numbered(n)})).collect();
                     upstream.send(frames).await?;
                 }
                 anyhow::Ok(())

@@ -8,10 +8,7 @@ use switchboard_testkit::scenario::ROOM;
 use switchboard_testkit::{bounded, json, next_documented, Attach, Frame, TestServer, Transport};
 
 /// Reads sequenced frames until `done` holds for the frames read so far.
-async fn read_until(
-    subscriber: &mut Subscriber,
-    done: impl Fn(&[Frame]) -> bool,
-) -> anyhow::Result<Vec<Frame>> {
+async fn read_until(subscriber: &mut Subscriber, done: impl Fn(&[Frame]) -> bool) -> anyhow::Result<Vec<Frame>> {
     let mut frames = Vec::new();
     while !done(&frames) {
         frames.push(subscriber.next_sequenced().await?);
@@ -31,36 +28,20 @@ async fn retried_post_with_same_cid_is_applied_once_and_acked_each_time() {
         let mut sender = Subscriber::join(server.addr(), Transport::Stream, ROOM).await?;
         let sender_id = sender.id().to_owned();
 
-        let body =
-            json!([{"type":"publish","room":ROOM,"data":numbered(0),"cid":"dup-1"}]).to_string();
+        let body = json!([{"type":"publish","room":ROOM,"data":numbered(0),"cid":"dup-1"}]).to_string();
         for attempt in 0..3 {
             let (status, answer) = sender.upstream().post(body.clone()).await?;
-            assert_eq!(
-                (status, &answer),
-                (200, &json!({"accepted":1})),
-                "attempt {attempt}"
-            );
+            assert_eq!((status, &answer), (200, &json!({"accepted":1})), "attempt {attempt}");
         }
-        sender
-            .upstream()
-            .send_one(json!({"type":"publish","room":ROOM,"data":numbered(1),"cid":"after"}))
-            .await?;
+        sender.upstream().send_one(json!({"type":"publish","room":ROOM,"data":numbered(1),"cid":"after"})).await?;
 
         let frames = read_until(&mut sender, |f| {
             count(f, "ack", |a| a.cid() == Some("after")) == 1
                 && count(f, "msg", |m| m.data() == Some(&numbered(1))) == 1
         })
         .await?;
-        assert_eq!(
-            count(&frames, "ack", |a| a.cid() == Some("dup-1")),
-            3,
-            "{frames:?}"
-        );
-        assert_eq!(
-            count(&frames, "msg", |m| m.data() == Some(&numbered(0))),
-            1,
-            "{frames:?}"
-        );
+        assert_eq!(count(&frames, "ack", |a| a.cid() == Some("dup-1")), 3, "{frames:?}");
+        assert_eq!(count(&frames, "msg", |m| m.data() == Some(&numbered(0))), 1, "{frames:?}");
         assert_eq!(frames.len(), 6, "{frames:?}");
 
         // The other member saw the message once, then the next one.
@@ -93,10 +74,7 @@ async fn retried_batch_applies_only_the_frames_not_yet_applied() {
         }
         observer.expect_msgs(&sender_id, 0..3).await?;
         // Nothing else is queued for the observer: the next message follows.
-        sender
-            .upstream()
-            .send_one(json!({"type":"publish","room":ROOM,"data":numbered(3)}))
-            .await?;
+        sender.upstream().send_one(json!({"type":"publish","room":ROOM,"data":numbered(3)})).await?;
         observer.expect_msgs(&sender_id, 3..4).await?;
         server.shutdown().await;
         Ok(())
@@ -112,16 +90,11 @@ async fn retried_websocket_frame_with_same_cid_is_applied_once() {
         let mut ws = WsDownstream::connect(server.addr(), &Attach::new(None, 0)).await?;
         let welcome = ws.next().await?;
         let id = welcome.str("id").unwrap_or_default().to_owned();
-        ws.send_text(&json!({"type":"join","room":ROOM,"cid":"j"}).to_string())
-            .await?;
-        let publish =
-            json!({"type":"publish","room":ROOM,"data":numbered(0),"cid":"w-0"}).to_string();
+        ws.send_text(&json!({"type":"join","room":ROOM,"cid":"j"}).to_string()).await?;
+        let publish = json!({"type":"publish","room":ROOM,"data":numbered(0),"cid":"w-0"}).to_string();
         ws.send_text(&publish).await?;
         ws.send_text(&publish).await?;
-        ws.send_text(
-            &json!({"type":"publish","room":ROOM,"data":numbered(1),"cid":"w-1"}).to_string(),
-        )
-        .await?;
+        ws.send_text(&json!({"type":"publish","room":ROOM,"data":numbered(1),"cid":"w-1"}).to_string()).await?;
         let mut frames = Vec::new();
         let mut last = 0;
         while count(&frames, "ack", |a| a.cid() == Some("w-1")) == 0 {
@@ -131,21 +104,9 @@ async fn retried_websocket_frame_with_same_cid_is_applied_once() {
             last = seq;
             frames.push(frame);
         }
-        assert_eq!(
-            frames.len(),
-            6,
-            "join ack, msg, 2 acks, msg, ack: {frames:?}"
-        );
-        assert_eq!(
-            count(&frames, "ack", |a| a.cid() == Some("w-0")),
-            2,
-            "{frames:?}"
-        );
-        assert_eq!(
-            count(&frames, "msg", |m| m.data() == Some(&numbered(0))),
-            1,
-            "{frames:?}"
-        );
+        assert_eq!(frames.len(), 6, "join ack, msg, 2 acks, msg, ack: {frames:?}");
+        assert_eq!(count(&frames, "ack", |a| a.cid() == Some("w-0")), 2, "{frames:?}");
+        assert_eq!(count(&frames, "msg", |m| m.data() == Some(&numbered(0))), 1, "{frames:?}");
         observer.expect_msgs(&id, 0..2).await?;
         server.shutdown().await;
         Ok(())
@@ -165,27 +126,15 @@ async fn refused_frame_is_not_remembered_and_can_be_retried() {
         // Not a member of "other": refused with 4403, for this cid.
         sender.upstream().send_one(publish.clone()).await?;
         let error = sender.next_sequenced().await?;
-        assert_eq!(
-            (error.typ(), error.cid(), error.code()),
-            ("error", Some("r-1"), Some(4403)),
-            "{error}"
-        );
+        assert_eq!((error.typ(), error.cid(), error.code()), ("error", Some("r-1"), Some(4403)), "{error}");
 
         // After joining, the same cid is applied: it was not remembered.
         sender.upstream().join("other").await?;
         assert_eq!(sender.next_sequenced().await?.typ(), "ack");
         sender.upstream().send_one(publish).await?;
         let frames = read_until(&mut sender, |f| f.len() == 2).await?;
-        assert_eq!(
-            count(&frames, "ack", |a| a.cid() == Some("r-1")),
-            1,
-            "{frames:?}"
-        );
-        assert_eq!(
-            count(&frames, "msg", |m| m.data() == Some(&numbered(7))),
-            1,
-            "{frames:?}"
-        );
+        assert_eq!(count(&frames, "ack", |a| a.cid() == Some("r-1")), 1, "{frames:?}");
+        assert_eq!(count(&frames, "msg", |m| m.data() == Some(&numbered(7))), 1, "{frames:?}");
         observer.expect_msgs(&sender_id, 7..8).await?;
         server.shutdown().await;
         Ok(())
@@ -198,27 +147,14 @@ async fn frame_without_cid_is_applied_but_not_acknowledged() {
     bounded(async {
         let server = TestServer::start().await;
         let mut sender = Subscriber::join(server.addr(), Transport::Stream, ROOM).await?;
-        let answer = sender
-            .upstream()
-            .post(json!({"type":"publish","room":ROOM,"data":numbered(0)}).to_string())
-            .await?;
+        let answer =
+            sender.upstream().post(json!({"type":"publish","room":ROOM,"data":numbered(0)}).to_string()).await?;
         assert_eq!(answer, (200, json!({"accepted":1})));
-        sender
-            .upstream()
-            .send_one(json!({"type":"echo","data":"end","cid":"end"}))
-            .await?;
+        sender.upstream().send_one(json!({"type":"echo","data":"end","cid":"end"})).await?;
         let msg = sender.next_sequenced().await?;
-        assert_eq!(
-            (msg.typ(), msg.data()),
-            ("msg", Some(&numbered(0))),
-            "{msg}"
-        );
+        assert_eq!((msg.typ(), msg.data()), ("msg", Some(&numbered(0))), "{msg}");
         let echo = sender.next_sequenced().await?;
-        assert_eq!(
-            (echo.typ(), echo.cid()),
-            ("echo", Some("end")),
-            "expected no ack before the echo: {echo}"
-        );
+        assert_eq!((echo.typ(), echo.cid()), ("echo", Some("end")), "expected no ack before the echo: {echo}");
         server.shutdown().await;
         Ok(())
     })
@@ -253,9 +189,7 @@ async fn overlapping_retry_of_a_batch_keeps_publish_order() {
             );
             assert_eq!(first??.0, 200);
             assert_eq!(retry??.0, 200);
-            observer
-                .expect_msgs(&sender_id, round * 50..round * 50 + 50)
-                .await?;
+            observer.expect_msgs(&sender_id, round * 50..round * 50 + 50).await?;
         }
         server.shutdown().await;
         Ok(())

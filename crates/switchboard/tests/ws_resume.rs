@@ -2,9 +2,7 @@
 
 use switchboard_testkit::downstream::WsDownstream;
 use switchboard_testkit::room::check_new_welcome;
-use switchboard_testkit::{
-    bounded, json, next_documented, next_non_ping, scenario, Attach, TestServer, Transport,
-};
+use switchboard_testkit::{bounded, json, next_documented, next_non_ping, scenario, Attach, TestServer, Transport};
 
 #[tokio::test]
 async fn ws_delivers_published_frames_in_order() {

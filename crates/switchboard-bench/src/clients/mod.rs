@@ -58,9 +58,7 @@ pub async fn open(protocol: Protocol, client: Client) -> anyhow::Result<Running>
             native_http::open(protocol, client).await
         }
         Protocol::SocketioWs => socketio::open(client).await,
-        Protocol::NchanSse | Protocol::NchanLongpoll | Protocol::NchanPost => {
-            nchan::open(protocol, client).await
-        }
+        Protocol::NchanSse | Protocol::NchanLongpoll | Protocol::NchanPost => nchan::open(protocol, client).await,
     }
 }
 
@@ -92,12 +90,7 @@ impl Schedule {
     pub fn new(client: &Client) -> Self {
         let mut plan = client.shared.plan.subscribe();
         plan.mark_unchanged();
-        Self {
-            plan,
-            pacer: None,
-            index: client.sender_index,
-            count: client.senders,
-        }
+        Self { plan, pacer: None, index: client.sender_index, count: client.senders }
     }
 
     fn reload(&mut self) {
@@ -142,11 +135,7 @@ impl Schedule {
         let pacer = self.pacer.as_mut()?;
         let now = unix_ns();
         let scheduled = pacer.take_due(now)?;
-        Some(Stamp {
-            gen: pacer.gen,
-            scheduled,
-            sent: now,
-        })
+        Some(Stamp { gen: pacer.gen, scheduled, sent: now })
     }
 }
 

@@ -17,13 +17,8 @@ use crate::net::{Http, Lines};
 use crate::plan::{Protocol, Role};
 
 fn sid_of(welcome: &str) -> anyhow::Result<String> {
-    let at = welcome
-        .find("\"sid\":\"")
-        .ok_or_else(|| anyhow!("no sid in {welcome}"))?
-        + 7;
-    let end = welcome[at..]
-        .find('"')
-        .ok_or_else(|| anyhow!("bad sid in {welcome}"))?;
+    let at = welcome.find("\"sid\":\"").ok_or_else(|| anyhow!("no sid in {welcome}"))? + 7;
+    let end = welcome[at..].find('"').ok_or_else(|| anyhow!("bad sid in {welcome}"))?;
     Ok(welcome[at..at + end].to_owned())
 }
 
@@ -36,13 +31,8 @@ async fn new_session(http: &mut Http) -> anyhow::Result<String> {
 }
 
 async fn join(http: &mut Http, sid: &str, room: &str) -> anyhow::Result<()> {
-    let frame = format!(
-        "{{\"type\":\"join\",\"room\":{},\"cid\":\"join\"}}",
-        serde_json::to_string(room)?
-    );
-    let (status, body) = http
-        .post_text(&format!("/v1/send?sid={sid}"), frame)
-        .await?;
+    let frame = format!("{{\"type\":\"join\",\"room\":{},\"cid\":\"join\"}}", serde_json::to_string(room)?);
+    let (status, body) = http.post_text(&format!("/v1/send?sid={sid}"), frame).await?;
     if !status.is_success() {
         bail!("join: {status} {body}");
     }
@@ -50,11 +40,7 @@ async fn join(http: &mut Http, sid: &str, room: &str) -> anyhow::Result<()> {
 }
 
 fn stream_path(protocol: Protocol, sid: Option<&str>, last: u64) -> String {
-    let base = if protocol == Protocol::NativeSse {
-        "/v1/sse"
-    } else {
-        "/v1/stream"
-    };
+    let base = if protocol == Protocol::NativeSse { "/v1/sse" } else { "/v1/stream" };
     match sid {
         Some(sid) => format!("{base}?sid={sid}&last={last}"),
         None => base.to_owned(),
@@ -64,38 +50,17 @@ fn stream_path(protocol: Protocol, sid: Option<&str>, last: u64) -> String {
 /// The frame on a line of the stream, if the line carries one.
 fn frame_of(protocol: Protocol, line: &str) -> Option<&str> {
     if protocol == Protocol::NativeSse {
-        line.strip_prefix("data: ")
-            .or_else(|| line.strip_prefix("data:"))
+        line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:"))
     } else {
         (!line.is_empty()).then_some(line)
     }
 }
 
-async fn attach(
-    http: &mut Http,
-    protocol: Protocol,
-    sid: Option<&str>,
-    last: u64,
-) -> anyhow::Result<Lines> {
-    let accept = if protocol == Protocol::NativeSse {
-        "text/event-stream"
-    } else {
-        "*/*"
-    };
-    let response = http
-        .send(
-            Method::GET,
-            &stream_path(protocol, sid, last),
-            &[("accept", accept)],
-            "",
-        )
-        .await?;
+async fn attach(http: &mut Http, protocol: Protocol, sid: Option<&str>, last: u64) -> anyhow::Result<Lines> {
+    let accept = if protocol == Protocol::NativeSse { "text/event-stream" } else { "*/*" };
+    let response = http.send(Method::GET, &stream_path(protocol, sid, last), &[("accept", accept)], "").await?;
     if !response.status().is_success() {
-        bail!(
-            "{}: {}",
-            stream_path(protocol, sid, last),
-            response.status()
-        );
+        bail!("{}: {}", stream_path(protocol, sid, last), response.status());
     }
     Ok(Lines::new(response.into_body()))
 }
@@ -210,10 +175,7 @@ async fn long_poll(shared: Rc<Shared>, mut http: Http, sid: String, subscriber: 
                 Err(_) => break,
             }
         }
-        let (status, body) = match http
-            .get_text(&format!("/v1/poll?sid={sid}&last={last}"))
-            .await
-        {
+        let (status, body) = match http.get_text(&format!("/v1/poll?sid={sid}&last={last}")).await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing_error(&e);

@@ -22,10 +22,7 @@ const ACK_EVERY: u64 = 256;
 
 async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     loop {
-        let message = ws
-            .next()
-            .await
-            .ok_or_else(|| anyhow!("connection closed"))??;
+        let message = ws.next().await.ok_or_else(|| anyhow!("connection closed"))??;
         if let Some(text) = message.as_text() {
             return Ok(text.to_owned());
         }
@@ -57,10 +54,7 @@ pub async fn open(client: Client) -> anyhow::Result<Running> {
     let shared = &client.shared;
     let mut ws = connect(shared).await?;
     if matches!(client.role, Role::Publisher | Role::Subscriber) {
-        let join = format!(
-            "{{\"type\":\"join\",\"room\":{},\"cid\":\"join\"}}",
-            serde_json::to_string(&shared.room)?
-        );
+        let join = format!("{{\"type\":\"join\",\"room\":{},\"cid\":\"join\"}}", serde_json::to_string(&shared.room)?);
         ws.send(Message::text(join)).await?;
         loop {
             let frame = next_text(&mut ws).await?;

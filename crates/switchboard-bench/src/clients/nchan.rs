@@ -42,9 +42,7 @@ pub async fn open(protocol: Protocol, client: Client) -> anyhow::Result<Running>
             shared.recorder.disconnected();
         })),
         (Protocol::NchanSse, Role::Idle | Role::Subscriber) => {
-            let response = http
-                .send(Method::GET, &sub, &[("accept", "text/event-stream")], "")
-                .await?;
+            let response = http.send(Method::GET, &sub, &[("accept", "text/event-stream")], "").await?;
             if !response.status().is_success() {
                 bail!("GET {sub}: {}", response.status());
             }
@@ -72,13 +70,7 @@ pub async fn open(protocol: Protocol, client: Client) -> anyhow::Result<Running>
                     Err(_) => break,
                 };
                 let status = response.status();
-                let header = |name| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
+                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 if let (Some(modified), Some(etag)) = (header("last-modified"), header("etag")) {
                     since = Some((modified, etag));
                 }

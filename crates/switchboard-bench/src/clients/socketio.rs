@@ -21,10 +21,7 @@ const PATH: &str = "/socket.io/?EIO=4&transport=websocket";
 
 async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     loop {
-        let message = ws
-            .next()
-            .await
-            .ok_or_else(|| anyhow!("connection closed"))??;
+        let message = ws.next().await.ok_or_else(|| anyhow!("connection closed"))??;
         if let Some(text) = message.as_text() {
             if text == "2" {
                 ws.send(Message::text("3")).await?;
@@ -77,8 +74,7 @@ pub async fn open(client: Client) -> anyhow::Result<Running> {
 async fn join(ws: &mut Ws, room: &str) -> anyhow::Result<()> {
     let room = serde_json::to_string(room)?;
     for ack_id in 0..5 {
-        ws.send(Message::text(format!("42{ack_id}[\"join\",{room}]")))
-            .await?;
+        ws.send(Message::text(format!("42{ack_id}[\"join\",{room}]"))).await?;
         let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
             loop {
                 let packet = next_text(ws).await?;

@@ -206,8 +206,7 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    [b'0', b'1', b'2', b'4', b'b', 0x1e, b'/', b'=', 0xc3, b'A']
-                        [(seed % 10) as usize]
+                    [b'0', b'1', b'2', b'4', b'b', 0x1e, b'/', b'=', 0xc3, b'A'][(seed % 10) as usize]
                 })
                 .collect();
             let _ = decode_payload(&bytes);

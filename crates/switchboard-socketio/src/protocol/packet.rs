@@ -21,14 +21,8 @@ pub const MAX_ATTACHMENTS: usize = 256;
 /// Longest namespace name, in bytes.
 pub const MAX_NAMESPACE_BYTES: usize = 128;
 /// Event names a client may not emit (they mean something to the library).
-pub const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
+pub const RESERVED_EVENTS: [&str; 6] =
+    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
 /// The seven packet types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +90,7 @@ pub struct PacketError(pub &'static str);
 /// Decodes one packet from a client.
 pub fn decode(text: &str) -> Result<Packet, PacketError> {
     let bytes = text.as_bytes();
-    let kind = bytes
-        .first()
-        .and_then(|&b| PacketType::from_digit(b))
-        .ok_or(PacketError("unknown packet type"))?;
+    let kind = bytes.first().and_then(|&b| PacketType::from_digit(b)).ok_or(PacketError("unknown packet type"))?;
     let mut i = 1;
     let mut attachments = 0;
     if kind.is_binary() {
@@ -110,9 +101,7 @@ pub fn decode(text: &str) -> Result<Packet, PacketError> {
         if i == start || bytes.get(i) != Some(&b'-') || i - start > 3 {
             return Err(PacketError("illegal attachments"));
         }
-        attachments = text[start..i]
-            .parse()
-            .map_err(|_| PacketError("illegal attachments"))?;
+        attachments = text[start..i].parse().map_err(|_| PacketError("illegal attachments"))?;
         if attachments > MAX_ATTACHMENTS {
             return Err(PacketError("too many attachments"));
         }
@@ -138,27 +127,14 @@ pub fn decode(text: &str) -> Result<Packet, PacketError> {
         i += 1;
     }
     if i > start {
-        id = Some(
-            text[start..i]
-                .parse::<u64>()
-                .map_err(|_| PacketError("ack id out of range"))?,
-        );
+        id = Some(text[start..i].parse::<u64>().map_err(|_| PacketError("ack id out of range"))?);
     }
     let data = if i < bytes.len() {
-        Some(
-            serde_json::from_str::<Value>(&text[i..])
-                .map_err(|_| PacketError("invalid payload"))?,
-        )
+        Some(serde_json::from_str::<Value>(&text[i..]).map_err(|_| PacketError("invalid payload"))?)
     } else {
         None
     };
-    let packet = Packet {
-        kind,
-        namespace,
-        id,
-        data,
-        attachments,
-    };
+    let packet = Packet { kind, namespace, id, data, attachments };
     validate(&packet)?;
     Ok(packet)
 }
@@ -204,10 +180,7 @@ pub struct Payload {
 impl Payload {
     /// Arguments without binary data.
     pub fn new(args: Vec<Value>) -> Self {
-        Self {
-            args,
-            binary: Vec::new(),
-        }
+        Self { args, binary: Vec::new() }
     }
 
     /// Arguments with binary attachments.
@@ -226,8 +199,7 @@ impl Payload {
         if obj.get("_placeholder") != Some(&Value::Bool(true)) {
             return None;
         }
-        self.binary
-            .get(usize::try_from(obj.get("num")?.as_u64()?).ok()?)
+        self.binary.get(usize::try_from(obj.get("num")?.as_u64()?).ok()?)
     }
 }
 
@@ -236,10 +208,9 @@ impl Payload {
 pub fn placeholders_valid(value: &Value, count: usize) -> bool {
     match value {
         Value::Array(items) => items.iter().all(|v| placeholders_valid(v, count)),
-        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => map
-            .get("num")
-            .and_then(Value::as_u64)
-            .is_some_and(|n| n < count as u64),
+        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
+            map.get("num").and_then(Value::as_u64).is_some_and(|n| n < count as u64)
+        }
         Value::Object(map) => map.values().all(|v| placeholders_valid(v, count)),
         _ => true,
     }
@@ -247,13 +218,7 @@ pub fn placeholders_valid(value: &Value, count: usize) -> bool {
 
 /// Encodes a packet's text: header, then `data` when given. `tail_open`
 /// leaves the final `]` of an array off, so an offset can be appended.
-pub fn encode(
-    kind: PacketType,
-    namespace: &str,
-    id: Option<u64>,
-    attachments: usize,
-    data: Option<&str>,
-) -> String {
+pub fn encode(kind: PacketType, namespace: &str, id: Option<u64>, attachments: usize, data: Option<&str>) -> String {
     let mut out = String::with_capacity(16 + namespace.len() + data.map_or(0, str::len));
     out.push(kind.digit() as char);
     if kind.is_binary() {
@@ -287,10 +252,7 @@ mod tests {
     #[test]
     fn decodes_the_protocol_examples() {
         let p = decode("0").unwrap();
-        assert_eq!(
-            (p.kind, p.namespace.as_str(), p.data),
-            (PacketType::Connect, "/", None)
-        );
+        assert_eq!((p.kind, p.namespace.as_str(), p.data), (PacketType::Connect, "/", None));
         let p = decode("0/admin,{\"token\":\"123\"}").unwrap();
         assert_eq!(p.namespace, "/admin");
         assert_eq!(p.data.unwrap()["token"], "123");
@@ -310,10 +272,7 @@ mod tests {
         let p = decode("51-[\"baz\",{\"_placeholder\":true,\"num\":0}]").unwrap();
         assert_eq!((p.kind, p.attachments), (PacketType::BinaryEvent, 1));
         let p = decode("61-/admin,15[{\"_placeholder\":true,\"num\":0}]").unwrap();
-        assert_eq!(
-            (p.kind, p.attachments, p.id),
-            (PacketType::BinaryAck, 1, Some(15))
-        );
+        assert_eq!((p.kind, p.attachments, p.id), (PacketType::BinaryAck, 1, Some(15)));
     }
 
     #[test]
@@ -346,22 +305,10 @@ mod tests {
 
     #[test]
     fn encodes_headers() {
-        assert_eq!(
-            encode(PacketType::Connect, "/", None, 0, Some("{\"sid\":\"x\"}")),
-            "0{\"sid\":\"x\"}"
-        );
-        assert_eq!(
-            encode(PacketType::Event, "/chat", Some(4), 0, Some("[\"a\"]")),
-            "2/chat,4[\"a\"]"
-        );
-        assert_eq!(
-            encode(PacketType::BinaryAck, "/", Some(1), 2, Some("[]")),
-            "62-1[]"
-        );
-        assert_eq!(
-            encode(PacketType::Disconnect, "/chat", None, 0, None),
-            "1/chat,"
-        );
+        assert_eq!(encode(PacketType::Connect, "/", None, 0, Some("{\"sid\":\"x\"}")), "0{\"sid\":\"x\"}");
+        assert_eq!(encode(PacketType::Event, "/chat", Some(4), 0, Some("[\"a\"]")), "2/chat,4[\"a\"]");
+        assert_eq!(encode(PacketType::BinaryAck, "/", Some(1), 2, Some("[]")), "62-1[]");
+        assert_eq!(encode(PacketType::Disconnect, "/chat", None, 0, None), "1/chat,");
         assert_eq!(event_array("m", &[Value::from(1)]), "[\"m\",1]");
     }
 
@@ -370,18 +317,12 @@ mod tests {
         let ok = serde_json::json!(["a", { "x": [Payload::placeholder(1)] }]);
         assert!(placeholders_valid(&ok, 2));
         assert!(!placeholders_valid(&ok, 1));
-        assert!(!placeholders_valid(
-            &serde_json::json!([{ "_placeholder": true }]),
-            1
-        ));
+        assert!(!placeholders_valid(&serde_json::json!([{ "_placeholder": true }]), 1));
     }
 
     #[test]
     fn placeholders_find_their_attachment() {
-        let p = Payload::with_binary(
-            vec![Payload::placeholder(0)],
-            vec![Bytes::from_static(b"x")],
-        );
+        let p = Payload::with_binary(vec![Payload::placeholder(0)], vec![Bytes::from_static(b"x")]);
         assert_eq!(p.attachment(&p.args[0]).unwrap().as_ref(), b"x");
         assert!(p.attachment(&Payload::placeholder(1)).is_none());
         assert!(p.attachment(&Value::from(1)).is_none());
@@ -389,9 +330,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let alphabet = [
-            "0", "2", "5", "6", "-", "/", ",", "[", "]", "\"", "1", "{", "}", "é", "9",
-        ];
+        let alphabet = ["0", "2", "5", "6", "-", "/", ",", "[", "]", "\"", "1", "{", "}", "é", "9"];
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..20000 {
             let mut text = String::new();

@@ -13,10 +13,7 @@ use super::packet::{self, PacketType, MAX_ATTACHMENTS, MAX_NAMESPACE_BYTES};
 /// Text that looks like socket.io packets: type digits, attachment counts,
 /// namespaces, ack ids and JSON, mixed with anything.
 fn packet_like() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[0-9]{1,4}-?(/[a-z#,/]{0,10},?)?[0-9]{0,22}(\\[.{0,20}\\]|\\{.{0,20}\\}|\".{0,10}\")?",
-        ".{0,64}",
-    ]
+    prop_oneof!["[0-9]{1,4}-?(/[a-z#,/]{0,10},?)?[0-9]{0,22}(\\[.{0,20}\\]|\\{.{0,20}\\}|\".{0,10}\")?", ".{0,64}",]
 }
 
 proptest! {

@@ -36,11 +36,7 @@ impl Sender {
     /// The upstream of session `sid`; `cid`s are `{user}.{n}-{k}`, unique in
     /// this process.
     pub fn new(sid: &str, user: &str) -> Self {
-        Self {
-            sid: sid.into(),
-            prefix: format!("{user}.{}", next_number()).into(),
-            cids: Arc::new(AtomicU64::new(0)),
-        }
+        Self { sid: sid.into(), prefix: format!("{user}.{}", next_number()).into(), cids: Arc::new(AtomicU64::new(0)) }
     }
 
     /// The session id.
@@ -61,9 +57,7 @@ impl Sender {
         loop {
             match post_send(addr, &self.sid, body.to_owned(), None).await {
                 Ok(answer) => return Ok(answer),
-                Err(e) if Instant::now() > until => {
-                    return Err(e.context(format!("POST /v1/send to {addr}")))
-                }
+                Err(e) if Instant::now() > until => return Err(e.context(format!("POST /v1/send to {addr}"))),
                 Err(_) => tokio::time::sleep(ATTACH_PAUSE).await,
             }
         }
@@ -72,11 +66,7 @@ impl Sender {
     /// Sends frames (as one JSON array) to `addr`, giving each without a
     /// `cid` a fresh one (but `ack`s); must be answered 200 with all
     /// accepted. Returns the `cid`s in order.
-    pub async fn send(
-        &self,
-        addr: SocketAddr,
-        mut frames: Vec<Value>,
-    ) -> anyhow::Result<Vec<String>> {
+    pub async fn send(&self, addr: SocketAddr, mut frames: Vec<Value>) -> anyhow::Result<Vec<String>> {
         let mut cids = Vec::with_capacity(frames.len());
         for frame in &mut frames {
             if frame["type"] == "ack" {
@@ -99,8 +89,7 @@ impl Sender {
     /// Sends one frame to `addr`; returns its `cid`.
     pub async fn send_one(&self, addr: SocketAddr, frame: Value) -> anyhow::Result<String> {
         let mut cids = self.send(addr, vec![frame]).await?;
-        cids.pop()
-            .ok_or_else(|| anyhow::anyhow!("a frame without cid"))
+        cids.pop().ok_or_else(|| anyhow::anyhow!("a frame without cid"))
     }
 }
 
@@ -142,11 +131,7 @@ impl fmt::Display for SessionGone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.answer {
             GoneAnswer::Close(frame) => {
-                write!(
-                    f,
-                    "session {} gone: {} answered {frame}",
-                    self.sid, self.node
-                )
+                write!(f, "session {} gone: {} answered {frame}", self.sid, self.node)
             }
             GoneAnswer::Http { status, body } => write!(
                 f,
@@ -197,10 +182,7 @@ impl Member {
         user: &str,
         transport: Transport,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !matches!(transport, Transport::Jsonp),
-            "Member does not speak JSONP"
-        );
+        anyhow::ensure!(!matches!(transport, Transport::Jsonp), "Member does not speak JSONP");
         let (sid, id) = new_session(nodes[home], user).await?;
         Ok(Self {
             user: user.to_owned(),
@@ -372,34 +354,19 @@ impl Member {
     pub async fn join(&mut self, room: &str) -> anyhow::Result<Vec<Frame>> {
         let cid = self.send(json!({"type": "join", "room": room})).await?;
         let (answer, before) = self.answer(&cid).await?;
-        anyhow::ensure!(
-            answer.typ() == "ack",
-            "{} join {room} answered {answer}",
-            self.user
-        );
+        anyhow::ensure!(answer.typ() == "ack", "{} join {room} answered {answer}", self.user);
         Ok(before)
     }
 
     /// Asks `history` of `room` after message `after`, page by page, until
     /// the end; returns the messages (oldest first) and every other frame
     /// that arrived meanwhile, in order.
-    pub async fn recover(
-        &mut self,
-        room: &str,
-        after: u64,
-    ) -> anyhow::Result<(Vec<Value>, Vec<Frame>)> {
+    pub async fn recover(&mut self, room: &str, after: u64) -> anyhow::Result<(Vec<Value>, Vec<Frame>)> {
         let mut messages: Vec<Value> = Vec::new();
         let mut others = Vec::new();
         loop {
-            let from = messages
-                .last()
-                .and_then(|m| m["id"].as_u64())
-                .unwrap_or(after);
-            let cid = self
-                .send(
-                    json!({"type": "history", "room": room, "after": from, "limit": HISTORY_PAGE}),
-                )
-                .await?;
+            let from = messages.last().and_then(|m| m["id"].as_u64()).unwrap_or(after);
+            let cid = self.send(json!({"type": "history", "room": room, "after": from, "limit": HISTORY_PAGE})).await?;
             let (answer, before) = self.answer(&cid).await?;
             others.extend(before);
             anyhow::ensure!(
@@ -478,18 +445,13 @@ impl Member {
             match attempt.await {
                 Ok((200, body)) => {
                     self.attachments += 1;
-                    let frames: Vec<Value> = serde_json::from_str(&body).map_err(|e| {
-                        anyhow::anyhow!("poll body is not a JSON array ({e}): {body:?}")
-                    })?;
+                    let frames: Vec<Value> = serde_json::from_str(&body)
+                        .map_err(|e| anyhow::anyhow!("poll body is not a JSON array ({e}): {body:?}"))?;
                     return frames.into_iter().map(Frame::from_value).collect();
                 }
                 Ok((status, body)) => return Err(self.gone_http(addr, status, &body)),
                 Err(e) => {
-                    anyhow::ensure!(
-                        Instant::now() < until,
-                        "{}: no node answered a poll: {e:#}",
-                        self.user
-                    );
+                    anyhow::ensure!(Instant::now() < until, "{}: no node answered a poll: {e:#}", self.user);
                     self.node = (self.node + 1) % self.nodes.len();
                     tokio::time::sleep(ATTACH_PAUSE).await;
                 }
@@ -499,15 +461,8 @@ impl Member {
 
     fn gone_http(&mut self, addr: SocketAddr, status: u16, body: &str) -> anyhow::Error {
         self.stream = None;
-        SessionGone {
-            sid: self.sid.clone(),
-            node: addr,
-            answer: GoneAnswer::Http {
-                status,
-                body: body.to_owned(),
-            },
-        }
-        .into()
+        SessionGone { sid: self.sid.clone(), node: addr, answer: GoneAnswer::Http { status, body: body.to_owned() } }
+            .into()
     }
 
     /// Applies §2 to one frame; `Some` for a sequenced frame the caller
@@ -559,25 +514,20 @@ impl Member {
                 self.stream = None;
                 self.queue.clear();
                 match frame.code() {
-                    Some(4004) => Err(SessionGone {
-                        sid: self.sid.clone(),
-                        node: self.node(),
-                        answer: GoneAnswer::Close(frame),
+                    Some(4004) => {
+                        Err(SessionGone { sid: self.sid.clone(), node: self.node(), answer: GoneAnswer::Close(frame) }
+                            .into())
                     }
-                    .into()),
                     Some(4001 | 4002) => Ok(None),
                     _ => {
-                        self.violations
-                            .push(format!("{}: unexpected close: {frame}", self.user));
+                        self.violations.push(format!("{}: unexpected close: {frame}", self.user));
                         Ok(None)
                     }
                 }
             }
             _ => {
-                self.violations.push(format!(
-                    "{}: unexpected control frame (session {}): {frame}",
-                    self.user, self.sid
-                ));
+                self.violations
+                    .push(format!("{}: unexpected control frame (session {}): {frame}", self.user, self.sid));
                 Ok(None)
             }
         }
@@ -593,13 +543,7 @@ impl Member {
         let (sender, addr, seq) = (self.sender.clone(), self.node(), self.last);
         tokio::spawn(async move {
             // A lost ack only delays freeing the outbox.
-            let _ = post_send(
-                addr,
-                sender.sid(),
-                json!({"type": "ack", "seq": seq}).to_string(),
-                None,
-            )
-            .await;
+            let _ = post_send(addr, sender.sid(), json!({"type": "ack", "seq": seq}).to_string(), None).await;
         });
     }
 }

@@ -27,10 +27,7 @@ pub struct MessageLog {
 impl MessageLog {
     /// An empty log of `room`.
     pub fn new(room: &str) -> Self {
-        Self {
-            room: room.to_owned(),
-            ..Self::default()
-        }
+        Self { room: room.to_owned(), ..Self::default() }
     }
 
     /// The comparable part of a message: what history stores.
@@ -46,9 +43,9 @@ impl MessageLog {
     fn hold(&mut self, id: u64, message: &Value, how: &str) {
         let essence = Self::essence(message);
         match self.held.get(&id) {
-            Some(held) if *held != essence => self.problems.push(format!(
-                "message {id} {how} differs from the one held: {essence} vs {held}"
-            )),
+            Some(held) if *held != essence => {
+                self.problems.push(format!("message {id} {how} differs from the one held: {essence} vs {held}"))
+            }
             Some(_) => self.overlaps += 1,
             None => {
                 self.held.insert(id, essence);
@@ -83,14 +80,11 @@ impl MessageLog {
         let mut previous = 0;
         for message in messages {
             let Some(id) = message["id"].as_u64() else {
-                self.problems
-                    .push(format!("history message without id: {message}"));
+                self.problems.push(format!("history message without id: {message}"));
                 continue;
             };
             if id <= previous {
-                self.problems.push(format!(
-                    "history message {id} after {previous} (repeated or out of order)"
-                ));
+                self.problems.push(format!("history message {id} after {previous} (repeated or out of order)"));
             }
             previous = id;
             self.recovered += 1;
@@ -136,21 +130,10 @@ impl MessageLog {
     /// Checks the log holds exactly `history` (the room's whole history
     /// from the store), message for message.
     pub fn matches_history(&self, history: &[Value]) -> anyhow::Result<()> {
-        let expected: BTreeMap<u64, Value> = history
-            .iter()
-            .filter_map(|m| Some((m["id"].as_u64()?, Self::essence(m))))
-            .collect();
-        let missing: Vec<u64> = expected
-            .keys()
-            .filter(|id| !self.held.contains_key(id))
-            .copied()
-            .collect();
-        let extra: Vec<u64> = self
-            .held
-            .keys()
-            .filter(|id| !expected.contains_key(id))
-            .copied()
-            .collect();
+        let expected: BTreeMap<u64, Value> =
+            history.iter().filter_map(|m| Some((m["id"].as_u64()?, Self::essence(m)))).collect();
+        let missing: Vec<u64> = expected.keys().filter(|id| !self.held.contains_key(id)).copied().collect();
+        let extra: Vec<u64> = self.held.keys().filter(|id| !expected.contains_key(id)).copied().collect();
         anyhow::ensure!(
             missing.is_empty() && extra.is_empty(),
             "room {}: missing {missing:?}, not in history {extra:?}",

@@ -54,11 +54,7 @@ async fn wait_exit(child: &mut Child, deadline: Duration) -> anyhow::Result<Exit
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "process {} still running after {deadline:?}",
-            child.id()
-        );
+        anyhow::ensure!(Instant::now() < until, "process {} still running after {deadline:?}", child.id());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -89,11 +85,7 @@ impl RedisProcess {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir)?;
-        let mut redis = Self {
-            port: 0,
-            dir,
-            child: None,
-        };
+        let mut redis = Self { port: 0, dir, child: None };
         let mut last_error = None;
         for _ in 0..5 {
             redis.port = stable_port();
@@ -102,9 +94,7 @@ impl RedisProcess {
                 Err(e) => last_error = Some(e),
             }
         }
-        Err(last_error
-            .expect("five attempts")
-            .context("redis-server did not start"))
+        Err(last_error.expect("five attempts").context("redis-server did not start"))
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -208,10 +198,7 @@ async fn ping(port: u16) -> bool {
         let n = stream.read(&mut buf).await.ok()?;
         buf[..n].starts_with(b"+PONG").then_some(())
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), attempt).await,
-        Ok(Some(()))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Some(())))
 }
 
 /// How the nodes of a [`Cluster`] are configured.
@@ -278,10 +265,7 @@ impl ClusterOptions {
         }
         // The node's log (warnings and up) goes where the test's output
         // goes: shown when a test fails.
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
+        command.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         command
     }
 }
@@ -302,27 +286,19 @@ impl Node {
                 .command(port)
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", options.binary.display()))?;
-            let mut node = Self {
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                child: Some(child),
-            };
+            let mut node = Self { addr: SocketAddr::from(([127, 0, 0, 1], port)), child: Some(child) };
             match node.wait_healthy().await {
                 Ok(()) => return Ok(node),
                 Err(e) => last_error = Some(e),
             }
         }
-        Err(last_error
-            .expect("three attempts")
-            .context("switchboard node did not start"))
+        Err(last_error.expect("three attempts").context("switchboard node did not start"))
     }
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let until = Instant::now() + PROCESS_DEADLINE;
         loop {
-            let probe = tokio::time::timeout(
-                Duration::from_secs(2),
-                HttpRequest::get("/healthz").send(self.addr),
-            );
+            let probe = tokio::time::timeout(Duration::from_secs(2), HttpRequest::get("/healthz").send(self.addr));
             if let Ok(Ok(response)) = probe.await {
                 if response.status == 200 {
                     return Ok(());
@@ -333,11 +309,7 @@ impl Node {
                 self.child = None;
                 anyhow::bail!("node {} exited before it was healthy: {status}", self.addr);
             }
-            anyhow::ensure!(
-                Instant::now() < until,
-                "node {} not healthy after {PROCESS_DEADLINE:?}",
-                self.addr
-            );
+            anyhow::ensure!(Instant::now() < until, "node {} not healthy after {PROCESS_DEADLINE:?}", self.addr);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -354,9 +326,7 @@ impl Node {
 
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL, like a machine that lost power; returns once it is gone.
@@ -375,10 +345,7 @@ impl Node {
 
     /// SIGTERM (graceful shutdown); returns the exit status.
     pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        let mut child = self
-            .child
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("node {} is not running", self.addr))?;
+        let mut child = self.child.take().ok_or_else(|| anyhow::anyhow!("node {} is not running", self.addr))?;
         let exited = match send_signal(child.id(), "TERM") {
             Ok(()) => wait_exit(&mut child, PROCESS_DEADLINE).await,
             Err(e) => Err(e),
@@ -413,10 +380,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes.
     pub async fn start(options: ClusterOptions, count: usize) -> anyhow::Result<Self> {
-        let mut cluster = Self {
-            options,
-            nodes: Vec::with_capacity(count),
-        };
+        let mut cluster = Self { options, nodes: Vec::with_capacity(count) };
         for _ in 0..count {
             let node = Node::start(&cluster.options).await?;
             cluster.nodes.push(node);

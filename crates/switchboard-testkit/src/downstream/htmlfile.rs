@@ -28,10 +28,7 @@ impl HtmlFileDownstream {
     /// Opens the document.
     pub async fn connect(addr: SocketAddr, attach: &Attach) -> anyhow::Result<Self> {
         let response = open(addr, "/v1/htmlfile", Transport::HtmlFile, attach).await?;
-        Ok(Self {
-            reader: LineReader::new(response),
-            preamble: None,
-        })
+        Ok(Self { reader: LineReader::new(response), preamble: None })
     }
 
     /// The response head.
@@ -75,10 +72,7 @@ impl HtmlFileDownstream {
                     let chunk = buf.split_to(start + end + CLOSE.len());
                     let inner = &chunk[start + OPEN.len()..start + end];
                     let json = inner.strip_suffix(b");").ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "htmlfile chunk does not end with `);`: {:?}",
-                            String::from_utf8_lossy(&chunk)
-                        )
+                        anyhow::anyhow!("htmlfile chunk does not end with `);`: {:?}", String::from_utf8_lossy(&chunk))
                     })?;
                     return Frame::parse(std::str::from_utf8(json)?);
                 }

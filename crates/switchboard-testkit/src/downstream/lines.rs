@@ -41,11 +41,7 @@ pub(super) struct LineReader {
 
 impl LineReader {
     pub(super) fn new(response: HttpResponse) -> Self {
-        Self {
-            response,
-            buf: BytesMut::new(),
-            raw: Vec::new(),
-        }
+        Self { response, buf: BytesMut::new(), raw: Vec::new() }
     }
 
     /// The response head.

@@ -69,28 +69,16 @@ impl Transport {
     /// True for the transports that keep one response open and start every
     /// attachment with `welcome`; they need explicit `ack` frames.
     pub fn is_streaming(self) -> bool {
-        matches!(
-            self,
-            Transport::WebSocket | Transport::Sse | Transport::Stream | Transport::HtmlFile
-        )
+        matches!(self, Transport::WebSocket | Transport::Sse | Transport::Stream | Transport::HtmlFile)
     }
 
     /// Opens an attachment with default options.
-    pub async fn attach(
-        self,
-        addr: SocketAddr,
-        sid: Option<&str>,
-        last: u64,
-    ) -> anyhow::Result<Box<dyn Downstream>> {
+    pub async fn attach(self, addr: SocketAddr, sid: Option<&str>, last: u64) -> anyhow::Result<Box<dyn Downstream>> {
         self.attach_with(addr, &Attach::new(sid, last)).await
     }
 
     /// Opens an attachment.
-    pub async fn attach_with(
-        self,
-        addr: SocketAddr,
-        attach: &Attach,
-    ) -> anyhow::Result<Box<dyn Downstream>> {
+    pub async fn attach_with(self, addr: SocketAddr, attach: &Attach) -> anyhow::Result<Box<dyn Downstream>> {
         Ok(match self {
             Transport::WebSocket => Box::new(WsDownstream::connect(addr, attach).await?),
             Transport::Sse => Box::new(SseDownstream::connect(addr, attach).await?),
@@ -224,11 +212,7 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "attachment refused with HTTP {}: {}",
-            self.status, self.body
-        )
+        write!(f, "attachment refused with HTTP {}: {}", self.status, self.body)
     }
 }
 

@@ -18,9 +18,7 @@ impl StreamDownstream {
     /// Opens the stream.
     pub async fn connect(addr: SocketAddr, attach: &Attach) -> anyhow::Result<Self> {
         let response = open(addr, "/v1/stream", Transport::Stream, attach).await?;
-        Ok(Self {
-            reader: LineReader::new(response),
-        })
+        Ok(Self { reader: LineReader::new(response) })
     }
 
     /// The response head.

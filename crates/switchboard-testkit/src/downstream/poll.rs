@@ -53,14 +53,7 @@ pub struct PollDownstream {
 impl PollDownstream {
     /// A poll client; no request is sent before the first frame is asked for.
     pub fn new(addr: SocketAddr, kind: PollKind, attach: &Attach) -> Self {
-        Self {
-            addr,
-            kind,
-            attach: attach.clone(),
-            queue: VecDeque::new(),
-            closed: false,
-            requests: 0,
-        }
+        Self { addr, kind, attach: attach.clone(), queue: VecDeque::new(), closed: false, requests: 0 }
     }
 
     /// The session id, once known.
@@ -101,9 +94,8 @@ impl PollDownstream {
             PollKind::Long | PollKind::Short => body.as_str(),
             PollKind::Jsonp => unwrap_jsonp(&body, &self.attach.callback)?,
         };
-        let frames: Vec<Value> = serde_json::from_str(array).map_err(|e| {
-            anyhow::anyhow!("poll body is not a JSON array of frames ({e}): {body:?}")
-        })?;
+        let frames: Vec<Value> = serde_json::from_str(array)
+            .map_err(|e| anyhow::anyhow!("poll body is not a JSON array of frames ({e}): {body:?}"))?;
         frames.into_iter().map(Frame::from_value).collect()
     }
 

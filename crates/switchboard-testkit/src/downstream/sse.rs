@@ -23,11 +23,7 @@ impl SseDownstream {
     /// Opens the event stream.
     pub async fn connect(addr: SocketAddr, attach: &Attach) -> anyhow::Result<Self> {
         let response = open(addr, "/v1/sse", Transport::Sse, attach).await?;
-        Ok(Self {
-            reader: LineReader::new(response),
-            retry: None,
-            heartbeats: 0,
-        })
+        Ok(Self { reader: LineReader::new(response), retry: None, heartbeats: 0 })
     }
 
     /// The response head.
@@ -65,9 +61,7 @@ impl SseDownstream {
                 match (frame.seq(), id.as_deref()) {
                     (Some(seq), Some(id)) if id == seq.to_string() => {}
                     (None, None) => {}
-                    (seq, id) => anyhow::bail!(
-                        "SSE event id {id:?} does not match frame seq {seq:?}: {frame}"
-                    ),
+                    (seq, id) => anyhow::bail!("SSE event id {id:?} does not match frame seq {seq:?}: {frame}"),
                 }
                 return Ok(frame);
             }

@@ -27,17 +27,10 @@ impl WsDownstream {
             builder = builder.add_header(http::header::ORIGIN, HeaderValue::from_str(origin)?)?;
         }
         match builder.connect().await {
-            Ok((socket, _response)) => Ok(Self {
-                socket,
-                ended: None,
-            }),
-            Err(tokio_websockets::Error::Upgrade(
-                tokio_websockets::upgrade::Error::DidNotSwitchProtocols(status),
-            )) => Err(Refused {
-                status,
-                body: String::new(),
+            Ok((socket, _response)) => Ok(Self { socket, ended: None }),
+            Err(tokio_websockets::Error::Upgrade(tokio_websockets::upgrade::Error::DidNotSwitchProtocols(status))) => {
+                Err(Refused { status, body: String::new() }.into())
             }
-            .into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -63,9 +56,7 @@ impl WsDownstream {
                         return Frame::parse(text);
                     }
                     if let Some((code, _reason)) = message.as_close() {
-                        self.ended = Some(Ended {
-                            ws_close: Some(code.into()),
-                        });
+                        self.ended = Some(Ended { ws_close: Some(code.into()) });
                     } else if message.is_binary() {
                         anyhow::bail!("unexpected binary WebSocket message");
                     }

@@ -85,6 +85,12 @@ pub struct RunArgs {
     /// holds if any attempt holds (a shared machine has hiccups).
     #[arg(long, default_value_t = 1)]
     pub retries: u32,
+    /// A ramp goes on past a rate that missed the p99 limit while the
+    /// messages still arrive (≥ --min-delivered) with a p99 under this, so
+    /// the report has the throughput limit too; it stops at the first rate
+    /// that misses this or the delivery share.
+    #[arg(long, default_value_t = 2000.0)]
+    pub give_up_p99_ms: f64,
     /// Padding bytes in every measured payload.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
@@ -314,7 +320,9 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
             let mut held: Option<f64> = None;
             let per_step = Duration::from_secs_f64(args.step) + Duration::from_millis(args.drain_ms + 1500);
             let mut gen = 0;
+            let mut delivered_rate: Option<f64> = None;
             'rates: for &rate in &args.rates {
+                let mut sustained = false;
                 for attempt in 0..=args.retries {
                     if started.elapsed() + per_step > Duration::from_secs(args.timeout) {
                         eprintln!("  no time left for the step at {rate}/s (--timeout)");
@@ -324,19 +332,25 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
                     let mut step = run_step(args, &mut workers, gen, rate, args.step, fan).await?;
                     step.attempt = attempt + 1;
                     let ok = step.ok;
+                    sustained |= step.delivered >= args.min_delivered && step.latency_ms.p99 <= args.give_up_p99_ms;
                     partial.steps.push(step);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     if ok {
                         held = Some(rate);
+                        delivered_rate = Some(rate);
                         continue 'rates;
                     }
                 }
-                break;
+                if !sustained {
+                    break;
+                }
+                delivered_rate = Some(rate);
             }
             json!({
                 "setup": setup,
                 "steps": partial.steps,
                 "held_rate": held,
+                "delivered_rate": delivered_rate,
                 "held_deliveries_per_s": held.map(|r| r * fan as f64),
                 "top_rate_tried": args.rates.last(),
             })

@@ -4,7 +4,7 @@
 # results to bench/results/ and regenerates BENCHMARKS.md.
 #
 #   bench/run.sh            # the full run (about 15-20 minutes)
-#   bench/run.sh --quick    # a short smoke run of every scenario
+#   bench/run.sh --quick    # a short smoke run of every scenario (into bench/run/, git-ignored)
 #   bench/run.sh --only fanout   # only the scenarios whose name contains "fanout"
 #
 # Installs what is missing: nginx + libnginx-mod-nchan (apt-get), the Node
@@ -24,8 +24,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-RESULTS=$ROOT/bench/results
 RUN=$ROOT/bench/run            # logs and nginx's runtime files (git-ignored)
+RESULTS=$ROOT/bench/results
+REPORT=$ROOT/BENCHMARKS.md
+if [ "$QUICK" = 1 ]; then
+  # A smoke run leaves the committed results and BENCHMARKS.md alone.
+  RESULTS=$RUN/quick-results
+  REPORT=$RUN/BENCHMARKS-quick.md
+fi
 BENCH=$ROOT/target/release/switchboard-bench
 SWITCHBOARD=$ROOT/target/release/switchboard
 SIOXIDE_DIR=$ROOT/bench/peers/socketioxide
@@ -143,8 +149,8 @@ else
   ECHO_CLIENTS=100; ECHO_RATE=5000; FIXED_SECS=10
   ECHO_RAMP=2000,5000,10000,20000,40000,60000,80000,100000,120000,150000,200000; STEP_SECS=4
   SUBS=1000; PUBS=10; FAN_RATE=100
-  FAN_RAMP=50,100,200,400,600,800,1000,1200,1500,2000,2500,3000
-  HTTP_RATE=100; HTTP_RAMP=25,50,100,200,400,600,800,1000,1500
+  FAN_RAMP=50,100,200,400,700,1000,1500,2000,3000
+  HTTP_RATE=100; HTTP_RAMP=25,50,100,200,400,700,1000
   CHURN=50; CHURN_SECS=10
 fi
 COMMON=(--processes 2 --timeout 300)
@@ -231,5 +237,5 @@ for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide so
 done
 
 log "load after the run: $(uptime)"
-python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md"
-log "wrote $ROOT/BENCHMARKS.md"
+python3 "$ROOT/bench/report.py" "$RESULTS" "$REPORT"
+log "wrote $REPORT"

@@ -142,10 +142,21 @@ pub async fn run(
     let mut n = 0u64;
     let mut pending: Vec<(String, Instant)> = Vec::new();
     let mut next = tokio::time::Instant::now() + first_publish;
-    while !ended_by_server && !*stop.borrow() {
+    // Once told to leave: no more publishes, but the acks of those in
+    // flight are awaited (up to five seconds) before the socket closes.
+    let mut leaving: Option<tokio::time::Instant> = None;
+    while !ended_by_server {
+        if leaving.is_none() && *stop.borrow() {
+            leaving = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+        }
+        if leaving.is_some() && pending.is_empty() {
+            break;
+        }
+        let leave_by = leaving.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = stop.changed() => break,
-            () = tokio::time::sleep_until(next) => {
+            _ = stop.changed(), if leaving.is_none() => {}
+            () = tokio::time::sleep_until(leave_by), if leaving.is_some() => break,
+            () = tokio::time::sleep_until(next), if leaving.is_none() => {
                 next += plan.publish_every;
                 n += 1;
                 let cid = format!("m{n}");

@@ -3,18 +3,24 @@
 //!
 //! It sits between clients and the server on loopback. Each accepted
 //! connection is forwarded byte for byte until a random deadline drawn from
-//! `cut_every`, then both sides are dropped at once, wherever the bytes in
-//! flight happen to be: in the middle of a frame, a response head or a POST
-//! body. That is the network the resume and retry rules of the protocol
-//! exist for.
+//! [`Cuts::lifetime`] or a random number of bytes drawn from
+//! [`Cuts::bytes`] (both directions counted), whichever comes first; then
+//! both sides are dropped at once, wherever the bytes in flight happen to
+//! be: in the middle of a frame, a response head or a POST body. That is the
+//! network the resume and retry rules of the protocol exist for.
+//!
+//! The byte budget keeps the chaos proportional to the traffic: on a fast
+//! machine a whole exchange can fit in a few of the time-based lifetimes,
+//! but never in a few byte budgets.
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -25,6 +31,14 @@ pub struct ChaosProxy {
     task: JoinHandle<()>,
 }
 
+/// When the proxy cuts a connection: after a random lifetime or a random
+/// number of bytes, whichever comes first.
+#[derive(Clone, Debug)]
+pub struct Cuts {
+    pub lifetime: Range<Duration>,
+    pub bytes: Range<u64>,
+}
+
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
@@ -33,13 +47,13 @@ struct Counters {
 
 impl ChaosProxy {
     /// Listens on `127.0.0.1:0` and forwards to `target`, cutting each
-    /// connection after a random lifetime in `cut_every`.
-    pub async fn start(target: SocketAddr, cut_every: Range<Duration>) -> anyhow::Result<Self> {
-        anyhow::ensure!(!cut_every.is_empty(), "empty cut range {cut_every:?}");
+    /// connection as `cuts` says.
+    pub async fn start(target: SocketAddr, cuts: Cuts) -> anyhow::Result<Self> {
+        anyhow::ensure!(!cuts.lifetime.is_empty() && !cuts.bytes.is_empty(), "empty cut range {cuts:?}");
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(accept_loop(listener, target, cut_every, counters.clone()));
+        let task = tokio::spawn(accept_loop(listener, target, cuts, counters.clone()));
         Ok(Self { addr, counters, task })
     }
 
@@ -67,32 +81,70 @@ impl Drop for ChaosProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, cut_every: Range<Duration>, counters: Arc<Counters>) {
+async fn accept_loop(listener: TcpListener, target: SocketAddr, cuts: Cuts, counters: Arc<Counters>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((inbound, _)) = accepted else { continue };
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
-                let lifetime = rand::rng().random_range(cut_every.clone());
-                connections.spawn(forward(inbound, target, lifetime, counters.clone()));
+                let lifetime = rand::rng().random_range(cuts.lifetime.clone());
+                let budget = rand::rng().random_range(cuts.bytes.clone());
+                connections.spawn(forward(inbound, target, lifetime, budget, counters.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 }
 
-async fn forward(mut inbound: TcpStream, target: SocketAddr, lifetime: Duration, counters: Arc<Counters>) {
-    let Ok(mut outbound) = TcpStream::connect(target).await else {
+/// Why a forwarding ended early.
+enum Ended {
+    Cut,
+    Broken,
+}
+
+async fn forward(inbound: TcpStream, target: SocketAddr, lifetime: Duration, budget: u64, counters: Arc<Counters>) {
+    let Ok(outbound) = TcpStream::connect(target).await else {
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-        _ = tokio::time::sleep(lifetime) => {
-            counters.cut.fetch_add(1, Ordering::Relaxed);
+    let (client_read, client_write) = inbound.into_split();
+    let (server_read, server_write) = outbound.into_split();
+    let budget = AtomicI64::new(budget as i64);
+    let both_ways =
+        async { tokio::try_join!(pipe(client_read, server_write, &budget), pipe(server_read, client_write, &budget)) };
+    let cut = tokio::select! {
+        ended = both_ways => matches!(ended, Err(Ended::Cut)),
+        _ = tokio::time::sleep(lifetime) => true,
+    };
+    if cut {
+        counters.cut.fetch_add(1, Ordering::Relaxed);
+    }
+    // Every half drops here: a cut, not a graceful close.
+}
+
+/// Copies one direction until end of stream (then half-closes `to`) or
+/// until the shared byte budget runs out: the bytes within it go through,
+/// the rest never does.
+async fn pipe(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    budget: &AtomicI64,
+) -> Result<(), Ended> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = from.read(&mut buf).await.map_err(|_| Ended::Broken)?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        // What was left before this read; below zero once spent.
+        let left = budget.fetch_sub(n as i64, Ordering::Relaxed);
+        let allowed = left.clamp(0, n as i64) as usize;
+        to.write_all(&buf[..allowed]).await.map_err(|_| Ended::Broken)?;
+        if allowed < n {
+            return Err(Ended::Cut);
         }
     }
-    // Both sockets drop here: a cut, not a graceful half-close.
 }

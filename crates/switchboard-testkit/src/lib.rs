@@ -45,7 +45,7 @@ pub mod upstream;
 /// Re-exported so the tests need no JSON dependency of their own.
 pub use serde_json::{self, json};
 
-pub use chaos::ChaosProxy;
+pub use chaos::{ChaosProxy, Cuts};
 pub use downstream::{next_documented, next_non_ping, Attach, Downstream, Ended, Refused, Transport};
 pub use frame::Frame;
 pub use http::{HttpRequest, HttpResponse};

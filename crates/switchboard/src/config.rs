@@ -42,6 +42,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most frames in one POST body or WebSocket message.
     pub max_batch: usize,
+    /// Most frames the server writes in one poll response, stream chunk or
+    /// WebSocket message; smaller answers suit networks that cut long
+    /// responses.
+    pub max_frames_per_write: usize,
     /// How long shutdown waits for connections to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -148,6 +152,7 @@ impl Default for Config {
             max_frame_bytes: transport.max_frame_bytes,
             max_body_bytes: transport.max_body_bytes,
             max_batch: transport.max_batch,
+            max_frames_per_write: transport.max_frames_per_write,
             shutdown_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
@@ -211,7 +216,7 @@ impl Config {
             max_frame_bytes: self.max_frame_bytes,
             max_body_bytes: self.max_body_bytes,
             max_batch: self.max_batch,
-            ..TransportConfig::default()
+            max_frames_per_write: self.max_frames_per_write,
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_testkit::scenario::ROOM;
 use switchboard_testkit::serde_json::Value;
-use switchboard_testkit::{json, ChaosProxy, ResumingClient, TestServer, Transport, Upstream};
+use switchboard_testkit::{json, ChaosProxy, Cuts, ResumingClient, TestServer, Transport, Upstream};
 use tokio::sync::watch;
 
 /// Messages each client publishes (10,000 in total).
@@ -22,8 +22,15 @@ const PER_CLIENT: u64 = 5_000;
 const BATCH: u64 = 50;
 /// How far a sender may run ahead of its own messages coming back.
 const WINDOW: u64 = 500;
-/// Each proxied connection lives this long before it is cut.
-const CUT_EVERY: std::ops::Range<Duration> = Duration::from_millis(2)..Duration::from_millis(25);
+/// Each proxied connection lives this long, or carries this many bytes,
+/// before it is cut (the byte budget keeps a fast machine cutting too).
+fn cuts() -> Cuts {
+    Cuts { lifetime: Duration::from_millis(2)..Duration::from_millis(25), bytes: 1024..16 * 1024 }
+}
+/// Frames per poll answer: small enough (about 5 KB) that most answers fit
+/// in a byte budget; with larger answers than every budget, a poll client
+/// could never get one through.
+const FRAMES_PER_ANSWER: usize = 32;
 /// The bound on one exchange.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -100,9 +107,10 @@ async fn exchange(transport_a: Transport, transport_b: Transport) -> anyhow::Res
         // Room for every frame of the run, so a gap can only mean a bug.
         c.outbox_max_frames = 1 << 16;
         c.outbox_max_bytes = 64 << 20;
+        c.max_frames_per_write = FRAMES_PER_ANSWER;
     })
     .await;
-    let proxy = ChaosProxy::start(server.addr(), CUT_EVERY).await?;
+    let proxy = ChaosProxy::start(server.addr(), cuts()).await?;
     // A request the proxy cut may still reach the server after the client's
     // next one and supersede it (see `resume_when_superseded`): resume then.
     let mut a = ResumingClient::connect(proxy.addr(), transport_a).await?.resume_when_superseded(true);

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 mod server;
 mod statics;
+mod trim;
 
 use std::sync::{Arc, OnceLock};
 

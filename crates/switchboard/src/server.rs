@@ -23,6 +23,9 @@ use crate::config::{BrokerKind, Config, StoreKind};
 use crate::statics;
 use switchboard_redis::{RedisBackend, RedisBroker, RedisSettings, RedisStore};
 
+/// How often the memory trimmer looks at the session count.
+const TRIM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
@@ -64,6 +67,7 @@ impl Server {
             }
         };
         let reaper = app.core.spawn_reaper();
+        let trimmer = crate::trim::spawn(Arc::clone(&app.core), TRIM_CHECK_EVERY);
         let sockjs_sweeper = app.sockjs.as_ref().map(SockJs::spawn_sweeper);
         let handler = {
             let app = Arc::clone(&app);
@@ -88,6 +92,7 @@ impl Server {
         };
         switchboard_transports::server::serve(self.listener, handler, shutdown, limits).await;
         reaper.abort();
+        trimmer.abort();
         if let Some(sweeper) = sockjs_sweeper {
             sweeper.abort();
         }

@@ -81,10 +81,23 @@ pub fn assert_cors(response: &HttpResponse, origin: &str) {
 
 /// The next chunk of a streaming response as text; `None` at its end.
 pub async fn chunk(response: &mut HttpResponse) -> anyhow::Result<Option<String>> {
-    let chunk = tokio::time::timeout(RECV_TIMEOUT, response.chunk())
-        .await
-        .map_err(|_| anyhow::anyhow!("no chunk within {RECV_TIMEOUT:?}"))??;
-    Ok(chunk.map(|c| String::from_utf8_lossy(&c).into_owned()))
+    // Every SockJS streaming chunk ends with a newline; the client may
+    // hand one chunk out in several pieces (its read buffer is small), so
+    // the pieces are joined up to that newline.
+    let mut text = String::new();
+    loop {
+        let piece = tokio::time::timeout(RECV_TIMEOUT, response.chunk())
+            .await
+            .map_err(|_| anyhow::anyhow!("no chunk within {RECV_TIMEOUT:?}"))??;
+        match piece {
+            None if text.is_empty() => return Ok(None),
+            None => return Ok(Some(text)),
+            Some(piece) => text.push_str(&String::from_utf8_lossy(&piece)),
+        }
+        if text.ends_with('\n') {
+            return Ok(Some(text));
+        }
+    }
 }
 
 /// A WebSocket client reading text messages one by one.

@@ -37,7 +37,9 @@ pub async fn respond(
         (PollFormat::Json, Some(wait)) if wait.is_zero() => "shortpoll",
         (PollFormat::Json, _) => "longpoll",
     });
-    let frames = match core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
+    // Boxed: attaching is done before the hold, which is what a waiting
+    // poll keeps.
+    let frames = match Box::pin(core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
         Err(e) => vec![e.close_frame()],
         Ok(attached) if attached.created => vec![attached.welcome],
         Ok(mut attached) => {

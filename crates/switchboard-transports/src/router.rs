@@ -143,26 +143,40 @@ impl Switchboard {
                     response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter")
                 }
             },
+            // Boxed, so that a held poll keeps only the poll's own state.
             "/v1/poll" => {
-                poll::respond(&self.core, &params, PollFormat::Json, config.poll_timeout, config.max_frames_per_write)
-                    .await
+                Box::pin(poll::respond(
+                    &self.core,
+                    &params,
+                    PollFormat::Json,
+                    config.poll_timeout,
+                    config.max_frames_per_write,
+                ))
+                .await
             }
             "/v1/jsonp" => match params.callback.as_deref() {
                 Some(callback) => {
                     let format = PollFormat::Jsonp(callback);
-                    poll::respond(&self.core, &params, format, config.poll_timeout, config.max_frames_per_write).await
+                    Box::pin(poll::respond(
+                        &self.core,
+                        &params,
+                        format,
+                        config.poll_timeout,
+                        config.max_frames_per_write,
+                    ))
+                    .await
                 }
                 None => {
                     response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "jsonp needs a callback parameter")
                 }
             },
-            "/v1/send" => send::respond(&self.core, config, &params, request.into_body()).await,
+            "/v1/send" => Box::pin(send::respond(&self.core, config, &params, request.into_body())).await,
             _ => response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no endpoint at {path}")),
         }
     }
 
     async fn stream(&self, params: &query::Params, format: StreamFormat, content_type: &'static str) -> Response<Body> {
-        let body = match self.core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
+        let body = match Box::pin(self.core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
             Err(e) => streaming::single(&format, &e.close_frame()),
             Ok(attached) => {
                 tracing::debug!(sid = ?attached.attachment.session().id(), transport = ?format, "stream attached");

@@ -216,7 +216,10 @@ where
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(request).await) }
+            // Boxed: hyper keeps room for the service future for the whole
+            // life of a connection, and routing is large next to an idle
+            // stream; the box is freed once the response head is out.
+            async move { Ok::<_, Infallible>(Box::pin(handler(request)).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

@@ -192,16 +192,18 @@ impl App {
         })
     }
 
+    /// Each branch is boxed, so that a request held open (a long poll) keeps
+    /// only its own handler's state, not room for the largest of them all.
     async fn route(&self, request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path();
         if Switchboard::owns(path) {
-            return self.edge.handle(request).await;
+            return Box::pin(self.edge.handle(request)).await;
         }
         if let Some(sockjs) = self.sockjs.as_ref().filter(|s| s.owns(path)) {
-            return sockjs.handle(request).await;
+            return Box::pin(sockjs.handle(request)).await;
         }
         if let Some(io) = self.socketio.as_ref().filter(|io| io.owns(path)) {
-            return io.handle(request).await;
+            return Box::pin(io.handle(request)).await;
         }
         // Everything else answers 403 to a foreign origin too.
         if let switchboard_transports::cors::OriginCheck::Refused =
@@ -210,7 +212,7 @@ impl App {
             return switchboard_transports::cors::refused();
         }
         if path.starts_with("/api/v1/") || path == "/api/v1" {
-            return crate::api::handle(&self.core, self.api_key.as_deref(), request).await;
+            return Box::pin(crate::api::handle(&self.core, self.api_key.as_deref(), request)).await;
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return response::error(
@@ -225,7 +227,7 @@ impl App {
                 crate::record_gauges(&self.core);
                 response::complete(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
             }
-            _ => statics::serve(self.static_dir.as_deref(), path).await,
+            _ => Box::pin(statics::serve(self.static_dir.as_deref(), path)).await,
         }
     }
 }

@@ -23,6 +23,21 @@ use crate::config::{BrokerKind, Config, StoreKind};
 use crate::statics;
 use switchboard_redis::{RedisBackend, RedisBroker, RedisSettings, RedisStore};
 
+/// How often histogram samples are folded into their buckets. Without it
+/// they pile up in memory until `/metrics` is scraped (every delivery
+/// records one), so a server nobody scrapes would grow without bound.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn spawn_metrics_upkeep(metrics: PrometheusHandle) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        loop {
+            ticks.tick().await;
+            metrics.run_upkeep();
+        }
+    })
+}
+
 /// How often the memory trimmer looks at the session count.
 const TRIM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -68,6 +83,7 @@ impl Server {
         };
         let reaper = app.core.spawn_reaper();
         let trimmer = crate::trim::spawn(Arc::clone(&app.core), TRIM_CHECK_EVERY);
+        let metrics_upkeep = spawn_metrics_upkeep(app.metrics.clone());
         let sockjs_sweeper = app.sockjs.as_ref().map(SockJs::spawn_sweeper);
         let handler = {
             let app = Arc::clone(&app);
@@ -93,6 +109,7 @@ impl Server {
         switchboard_transports::server::serve(self.listener, handler, shutdown, limits).await;
         reaper.abort();
         trimmer.abort();
+        metrics_upkeep.abort();
         if let Some(sweeper) = sockjs_sweeper {
             sweeper.abort();
         }

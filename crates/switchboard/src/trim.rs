@@ -23,16 +23,23 @@ const MIN_DROP: usize = 256;
 pub fn spawn(core: Arc<Core>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut high = 0usize;
+        // Ended sessions free some of their memory a little after they
+        // leave the registry (their tasks finish): one more trim follows.
+        let mut follow_up = false;
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
             let now = core.registry().len();
-            if now >= high {
+            if now > high {
                 high = now;
+                follow_up = false;
             } else if high - now >= MIN_DROP.max(high / 8) {
                 let _ = tokio::task::spawn_blocking(release).await;
                 high = now;
+                follow_up = true;
+            } else if std::mem::take(&mut follow_up) {
+                let _ = tokio::task::spawn_blocking(release).await;
             }
         }
     })

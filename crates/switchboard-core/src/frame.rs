@@ -202,15 +202,23 @@ pub enum Downstream {
 
 impl Downstream {
     /// Appends the frame's JSON text (one line, transport-safe) to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    pub fn write_json(&self, out: &mut impl bytes::BufMut) {
         match self {
             Downstream::Sequenced { seq, body } => {
-                out.extend_from_slice(b"{\"seq\":");
-                out.extend_from_slice(seq.to_string().as_bytes());
-                out.push(b',');
-                out.extend_from_slice(body);
+                out.put_slice(b"{\"seq\":");
+                out.put_slice(itoa::Buffer::new().format(*seq).as_bytes());
+                out.put_u8(b',');
+                out.put_slice(body);
             }
-            Downstream::Control(bytes) => out.extend_from_slice(bytes),
+            Downstream::Control(bytes) => out.put_slice(bytes),
+        }
+    }
+
+    /// The length of [`Downstream::write_json`]'s output, at most.
+    pub fn json_len_hint(&self) -> usize {
+        match self {
+            Downstream::Sequenced { body, .. } => body.len() + 28,
+            Downstream::Control(bytes) => bytes.len(),
         }
     }
 

@@ -134,6 +134,12 @@ async fn run<S>(core: &Core, config: &TransportConfig, attachment: &mut Attachme
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // One timer for the connection's life. A send only notes the time; when
+    // the timer fires early (something was sent since), it is re-armed
+    // instead of pinging: no timer work per batch in a busy fan-out.
+    let heartbeat = tokio::time::sleep(config.heartbeat);
+    tokio::pin!(heartbeat);
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         tokio::select! {
             batch = attachment.next_batch(config.max_frames_per_write) => match batch {
@@ -141,6 +147,7 @@ where
                     if send_frames(ws, &frames).await.is_err() {
                         return;
                     }
+                    last_sent = tokio::time::Instant::now();
                 }
                 Err(reason) => {
                     let _ = close_with(ws, &reason.close_frame(), reason.code(), "attachment ended").await;
@@ -173,10 +180,17 @@ where
                 }
                 None => return,
             },
-            () = tokio::time::sleep(config.heartbeat) => {
+            () = &mut heartbeat => {
+                let due = last_sent + config.heartbeat;
+                if due > tokio::time::Instant::now() {
+                    heartbeat.as_mut().reset(due);
+                    continue;
+                }
                 if send_frames(ws, &[frame::ping()]).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
+                heartbeat.as_mut().reset(last_sent + config.heartbeat);
             }
         }
     }
@@ -205,10 +219,12 @@ async fn send_frames<S>(ws: &mut WebSocketStream<S>, frames: &[Downstream]) -> R
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // One allocation for the whole batch; each message is a slice of it.
+    let mut buffer = bytes::BytesMut::with_capacity(frames.iter().map(Downstream::json_len_hint).sum());
     for frame in frames {
-        let mut out = Vec::with_capacity(128);
-        frame.write_json(&mut out);
-        ws.feed(Message::text(bytes::Bytes::from(out))).await?;
+        frame.write_json(&mut buffer);
+        let message = buffer.split().freeze();
+        ws.feed(Message::text(message)).await?;
     }
     ws.flush().await
 }

@@ -37,15 +37,19 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
     if conn.is_none() && inner.core.is_shutting_down() {
         return response::complete(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down");
     }
+    // The request stays out of the task's state (which an idle connection
+    // keeps for its whole life); the opening and the probe are boxed for
+    // the same reason.
+    let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
-        match hyper::upgrade::on(request).await {
+        match on_upgrade.await {
             Ok(upgraded) => {
                 let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
                 let ws = tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded));
                 match conn {
-                    Some(conn) => probe(inner, conn, ws).await,
+                    Some(conn) => Box::pin(probe(inner, conn, ws)).await,
                     None => {
-                        let conn = inner.open(Mode::WebSocket).await;
+                        let conn = Box::pin(inner.open(Mode::WebSocket)).await;
                         conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
                         run(&inner, &conn, ws).await;
                     }

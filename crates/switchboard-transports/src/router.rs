@@ -54,9 +54,11 @@ impl Switchboard {
             OriginCheck::Allowed(origin) => Some(origin),
             OriginCheck::Absent => None,
         };
-        if let Some(home) = self.home_elsewhere(&request).await {
+        // Boxed, like the routes below: a held request keeps only what its
+        // own handler needs, not room for a relay it does not make.
+        if let Some(home) = Box::pin(self.home_elsewhere(&request)).await {
             // The home node answers, CORS headers included.
-            match forward::relay(request, home).await {
+            match Box::pin(forward::relay(request, home)).await {
                 Ok(response) => return response,
                 // The home node is gone: the session is unknown here too.
                 Err(unsent) => request = unsent,
@@ -70,7 +72,7 @@ impl Switchboard {
                 }
             };
         }
-        let mut response = self.route(request).await;
+        let mut response = Box::pin(self.route(request)).await;
         if let Some(origin) = origin {
             cors::allow(&mut response, &origin);
         }
@@ -132,9 +134,13 @@ impl Switchboard {
                         }
                     }
                 }
+                drop(request);
                 self.stream(&params, StreamFormat::EventSource, "text/event-stream; charset=utf-8").await
             }
-            "/v1/stream" => self.stream(&params, StreamFormat::NdJson, "application/x-ndjson").await,
+            "/v1/stream" => {
+                drop(request);
+                self.stream(&params, StreamFormat::NdJson, "application/x-ndjson").await
+            }
             "/v1/htmlfile" => match params.callback.clone() {
                 Some(callback) => {
                     self.stream(&params, StreamFormat::HtmlFile { callback }, "text/html; charset=utf-8").await
@@ -145,6 +151,8 @@ impl Switchboard {
             },
             // Boxed, so that a held poll keeps only the poll's own state.
             "/v1/poll" => {
+                // The request's head is not needed while the poll is held.
+                drop(request);
                 Box::pin(poll::respond(
                     &self.core,
                     &params,
@@ -156,6 +164,7 @@ impl Switchboard {
             }
             "/v1/jsonp" => match params.callback.as_deref() {
                 Some(callback) => {
+                    drop(request);
                     let format = PollFormat::Jsonp(callback);
                     Box::pin(poll::respond(
                         &self.core,

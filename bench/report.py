@@ -245,6 +245,102 @@ def ramp_series(runs, names, per_delivery=1):
 
 
 # ------------------------------------------------------------------ targets
+def svg_lines(path, title, series, xlabel, ylabel):
+    """One panel, log-scale x, linear y from 0: a line per series of (x, y)."""
+    W, H, M = 640, 340, 60
+    pw, ph = W - 2 * M - 120, H - 2 * M
+    xs = [x for _, pts in series for x, _ in pts]
+    ys = [y for _, pts in series for _, y in pts]
+    if not xs:
+        return
+    xmin, xmax = min(xs) / 1.5, max(xs) * 1.5
+    ymax = max(ys) * 1.15 or 1
+
+    def px(x):
+        return M + (math.log10(x) - math.log10(xmin)) / (math.log10(xmax) - math.log10(xmin)) * pw
+
+    def py(y):
+        return M + ph - y / ymax * ph
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{M}" y="20" font-size="13" font-weight="bold">{title}</text>',
+           f'<rect x="{M}" y="{M}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+           f'<text x="{M + pw / 2}" y="{H - 15}" text-anchor="middle">{xlabel}</text>',
+           f'<text x="15" y="{M + ph / 2}" transform="rotate(-90 15 {M + ph / 2})" text-anchor="middle">{ylabel}</text>']
+    for x in sorted(set(xs)):
+        out.append(f'<line x1="{px(x):.1f}" y1="{M + ph}" x2="{px(x):.1f}" y2="{M + ph + 4}" stroke="#999"/>')
+        out.append(f'<text x="{px(x):.1f}" y="{M + ph + 16}" text-anchor="middle">{x:,.0f}</text>')
+    for i in range(5):
+        y = ymax * i / 4
+        out.append(f'<line x1="{M - 4}" y1="{py(y):.1f}" x2="{M + pw}" y2="{py(y):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{M - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:,.1f}</text>')
+    for k, (name, pts) in enumerate(series):
+        color = COLORS[k % len(COLORS)]
+        pts = sorted(pts)
+        line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
+        out.append(f'<text x="{M + pw + 10}" y="{M + 14 + 16 * k}" fill="{color}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def growth(runs, results, rel, w):
+    """How memory per connection grows with connections, and CPU per
+    delivery with room size (runs named growth-idle-N-... and growth-room-N-...)."""
+    idle = {n: r for n, r in runs.items() if n.startswith("growth-idle-")}
+    room = {n: r for n, r in runs.items() if n.startswith("growth-room-")}
+    if not idle and not room:
+        return
+    w("## How cost grows")
+    w("")
+    if idle:
+        w("Server memory per idle connection as the number of held connections grows (same method as")
+        w("the idle scenario; 18,000 is as far as 20,000 open files per process allows the server).")
+        w("")
+        w("| server, transport | connections | bytes per connection | load avg |")
+        w("|---|---:|---:|---:|")
+        series = {}
+        for n, r in sorted(idle.items(), key=lambda kv: (kv[1]["server"], kv[1]["params"]["clients"])):
+            i = result(r).get("idle") or {}
+            w(f"| {who(r)} | {fmt(r['params']['clients'])} | **{fmt(i.get('bytes_per_connection'))}**"
+              f"{' (' + failure(r) + ')' if failure(r) else ''} | {load_of(r)} |")
+            if i.get("bytes_per_connection"):
+                series.setdefault(who(r), []).append((r["params"]["clients"], i["bytes_per_connection"] / 1000))
+        w("")
+        svg_lines(os.path.join(results, "growth-idle.svg"), "Memory per idle connection",
+                  list(series.items()), "connections held", "KB per connection")
+        w(f"![Memory per idle connection]({rel}/growth-idle.svg)")
+        w("")
+    if room:
+        w("Room fan-out over WebSocket with the room size growing from 10 to 10,000 subscribers, the")
+        w("publish rate chosen so that every size asks for 50,000 deliveries/s: server CPU per")
+        w("delivered message (user + system time of the server process over the step, divided by")
+        w("deliveries) and the server's resident memory at the end of the step.")
+        w("")
+        w("| server, transport | subscribers | publishes/s | delivered | p99 ms | server CPU µs/delivery | server RSS MB | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        series = {}
+        for n, r in sorted(room.items(), key=lambda kv: (kv[1]["server"], kv[1]["params"]["clients"])):
+            st = step0(r) or {}
+            lat = st.get("latency_ms") or {}
+            rss = st.get("server_rss_bytes") or result(r).get("server_rss_bytes")
+            w(f"| {who(r)} | {fmt(r['params']['clients'])} | {fmt(st.get('rate'))} "
+              f"| {fmt((st.get('delivered') or 0) * 100, 1)}%{' (' + failure(r) + ')' if failure(r) else ''} "
+              f"| {ms(lat.get('p99'))} | **{cpu(st)}** | {fmt(rss / 1e6, 1) if rss else '—'} | {load_of(r)} |")
+            if st.get("server_cpu_us_per_delivery"):
+                series.setdefault(who(r), []).append((r["params"]["clients"], st["server_cpu_us_per_delivery"]))
+        w("")
+        svg_lines(os.path.join(results, "growth-room.svg"), "Server CPU per delivery by room size",
+                  list(series.items()), "subscribers in the room", "µs of server CPU per delivery")
+        w(f"![Server CPU per delivery by room size]({rel}/growth-room.svg)")
+        w("")
+
+
 def targets(runs, w):
     """Switchboard's targets (issue 8) against what this run measured."""
     rows = []
@@ -547,6 +643,8 @@ def main():
                 get = lambda n: (result(churn[n]).get("churn") or {}).get("connects_per_s")
                 w(f"| {who(churn[sb])} | " + " | ".join(ratio(get(sb), get(p)) for p in peers) + " |")
             w("")
+
+    growth(runs, results, rel, w)
 
     targets(runs, w)
 

@@ -144,6 +144,7 @@ if [ "$QUICK" = 1 ]; then
   SUBS=200; PUBS=4; FAN_RATE=50; FAN_RAMP=50,200,800
   HTTP_RATE=50; HTTP_RAMP=50,200
   CHURN=10; CHURN_SECS=2
+  GROWTH_IDLE="200 1000"; GROWTH_ROOMS="10 100"; GROWTH_DELIVERIES=5000
 else
   IDLE=10000; SETTLE=3
   ECHO_CLIENTS=100; ECHO_RATE=5000; FIXED_SECS=10
@@ -152,6 +153,7 @@ else
   FAN_RAMP=50,100,200,400,700,1000,1500,2000,3000
   HTTP_RATE=100; HTTP_RAMP=25,50,100,200,400,700,1000
   CHURN=50; CHURN_SECS=10
+  GROWTH_IDLE="1000 10000 18000"; GROWTH_ROOMS="10 100 1000 10000"; GROWTH_DELIVERIES=50000
 fi
 COMMON=(--processes 2 --timeout 300)
 RAMP=(--step "$STEP_SECS" --drain-ms 1000)
@@ -234,6 +236,19 @@ CHURN_ARGS=(--scenario churn --clients "$CHURN" --duration "$CHURN_SECS" "${COMM
 for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide socketio-ws" "socketio-node socketio-ws"; do
   set -- $target
   bench "churn-$1-$2" "$1" "${CHURN_ARGS[@]}" --protocol "$2"
+done
+
+# How cost grows: memory per idle connection as connections grow, CPU per
+# delivery as the room grows (same deliveries/s at every size).
+for target in "switchboard native-ws" "socketioxide socketio-ws"; do
+  set -- $target
+  for n in $GROWTH_IDLE; do
+    bench "growth-idle-$n-$1-$2" "$1" --scenario idle --clients "$n" --settle "$SETTLE" "${COMMON[@]}" --protocol "$2"
+  done
+  for size in $GROWTH_ROOMS; do
+    bench "growth-room-$size-$1-$2" "$1" --scenario fanout --clients "$size" --publishers "$PUBS" \
+      --rate "$((GROWTH_DELIVERIES / size))" --duration "$FIXED_SECS" "${COMMON[@]}" --protocol "$2"
+  done
 done
 
 log "load after the run: $(uptime)"

@@ -396,6 +396,8 @@ struct StepResult {
     server_cpu_us_per_delivery: f64,
     /// CPU seconds the load generator's workers used.
     generator_cpu_s: f64,
+    /// The server's resident memory at the end of the step.
+    server_rss_bytes: u64,
     ok: bool,
 }
 
@@ -457,6 +459,7 @@ async fn run_step(
         server_cpu_s,
         server_cpu_us_per_delivery: if total.received == 0 { 0.0 } else { server_cpu_s * 1e6 / total.received as f64 },
         generator_cpu_s,
+        server_rss_bytes: rss::tree_bytes(&args.server_pids),
         ok,
     };
     eprintln!(

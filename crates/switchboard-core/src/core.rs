@@ -402,6 +402,13 @@ impl Core {
     }
 
     fn announce(&self, session: &Session, room: &str, kind: Kind) {
+        // The room's size with the user in it (a leave is announced after
+        // the session left), so a join and its leave are judged alike.
+        let members = self.hub.member_count(room) + usize::from(matches!(kind, Kind::PresenceLeave));
+        if members > self.limits.presence_events_max_members {
+            metrics::counter!("switchboard_presence_events_skipped_total").increment(1);
+            return;
+        }
         let identity = session.identity();
         let event = Publication::event(kind, room, session.public_id(), &identity.user, &identity.name, 0, null());
         self.broker.publish(event);

@@ -25,6 +25,11 @@ pub struct SessionLimits {
     pub max_sessions: usize,
     /// Most rooms one session may be in.
     pub max_rooms: usize,
+    /// Rooms with more members than this (on this node) announce no
+    /// `presence` join/leave events: in a room of n members they would cost
+    /// n deliveries per arrival, n² as the room fills. Presence is still
+    /// tracked and answered by `who`.
+    pub presence_events_max_members: usize,
 }
 
 impl Default for SessionLimits {
@@ -40,6 +45,7 @@ impl Default for SessionLimits {
             rate_joins: (10.0, 50.0),
             max_sessions: 100_000,
             max_rooms: 100,
+            presence_events_max_members: 1000,
         }
     }
 }

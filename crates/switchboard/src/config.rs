@@ -64,6 +64,9 @@ pub struct Config {
     pub max_sessions: usize,
     /// Most rooms one session may be in (error 4413 over it).
     pub max_rooms_per_session: usize,
+    /// Rooms with more members than this announce no presence join/leave
+    /// events (`who` still answers).
+    pub presence_events_max_members: usize,
     /// Folder served at `/` instead of the built-in demo chat.
     pub static_dir: Option<PathBuf>,
     /// Log filter (`tracing` env-filter syntax), e.g. `info,switchboard=debug`.
@@ -160,6 +163,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_sessions: session.max_sessions,
             max_rooms_per_session: session.max_rooms,
+            presence_events_max_members: session.presence_events_max_members,
             static_dir: None,
             log: "info".into(),
             data_dir: PathBuf::from("data"),
@@ -197,6 +201,7 @@ impl Config {
             rate_joins: (self.rate_joins, self.rate_joins * 5.0),
             max_sessions: self.max_sessions,
             max_rooms: self.max_rooms_per_session,
+            presence_events_max_members: self.presence_events_max_members,
             ..SessionLimits::default()
         }
     }

@@ -118,3 +118,49 @@ async fn leaving_the_room_announces_leave() {
     })
     .await;
 }
+
+/// In a room larger than `presence_events_max_members`, arrivals and
+/// departures are not announced (they would cost n² deliveries as a big
+/// room fills), but presence is still tracked: `who` lists everyone.
+#[tokio::test]
+async fn rooms_over_the_presence_event_limit_stay_quiet_but_who_answers() {
+    bounded(async {
+        let server = TestServer::start_with(|c| {
+            c.grace = GRACE;
+            c.presence_events_max_members = 2;
+        })
+        .await;
+        let addr = server.addr();
+        let mut carol = ChatClient::connect(addr, "carol").await?;
+        carol.join(ROOM).await?;
+        carol.sync().await?;
+        let mut bob = ChatClient::connect(addr, "bob").await?;
+        bob.join(ROOM).await?;
+        let seen = carol.sync().await?;
+        assert_eq!(presence_of(&seen, "bob").len(), 1, "the second member is announced: {seen:?}");
+
+        let mut dave = ChatClient::connect(addr, "dave").await?;
+        dave.join(ROOM).await?;
+        let seen = carol.sync().await?;
+        assert!(presence_of(&seen, "dave").is_empty(), "the third member is over the limit: {seen:?}");
+        assert_eq!(carol.who(ROOM).await?, ["bob", "carol", "dave"]);
+
+        // Dave's leave is judged by the same size: not announced either.
+        let sid = dave.sid().to_owned();
+        dave.disconnect().await?;
+        wait_session_ended(addr, &sid, GRACE).await?;
+        let seen = carol.sync().await?;
+        assert!(presence_of(&seen, "dave").is_empty(), "dave's leave is not announced: {seen:?}");
+        assert_eq!(carol.who(ROOM).await?, ["bob", "carol"]);
+
+        // Back under the limit: bob's leave is announced.
+        let sid = bob.sid().to_owned();
+        bob.disconnect().await?;
+        wait_session_ended(addr, &sid, GRACE).await?;
+        let seen = carol.sync().await?;
+        assert_eq!(presence_of(&seen, "bob").len(), 1, "bob's leave is announced: {seen:?}");
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}

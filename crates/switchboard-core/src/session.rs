@@ -136,7 +136,7 @@ impl Session {
                 ended: false,
                 kicked: false,
                 shutting_down: false,
-                cids: CidWindow::new(limits.cid_window),
+                cids: CidWindow::new(limits.cid_window, limits.grace + CID_RETRY_MARGIN),
                 rooms: HashSet::new(),
                 buckets: [bucket(limits.rate_messages), bucket(limits.rate_typing), bucket(limits.rate_joins)],
                 held: None,
@@ -263,7 +263,7 @@ impl Session {
 
     /// Where `cid` stands; a new one is marked pending.
     pub fn begin_cid(&self, cid: &str) -> CidState {
-        self.state.lock().cids.begin(cid)
+        self.state.lock().cids.begin(cid, Instant::now())
     }
 
     /// The frame `cid` was applied; `answer` is sent again on a retry.
@@ -411,33 +411,56 @@ impl Drop for Attachment {
     }
 }
 
-/// The last N cids seen, with their answers, for de-duplicating retries.
+/// How long past the grace period a remembered cid is kept. A retry comes
+/// from a client that is attached or reattaches within the grace period,
+/// so a cid older than both can no longer be retried.
+const CID_RETRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// The last N cids seen, with their answers, for de-duplicating retries;
+/// answered ones are forgotten after `ttl` too, so a chatty session does not
+/// hold a thousand answers (about 250 bytes each) for its whole life.
 #[derive(Debug)]
 struct CidWindow {
-    order: VecDeque<String>,
+    order: VecDeque<(String, Instant)>,
     seen: HashMap<String, Option<Bytes>>,
     capacity: usize,
+    ttl: Duration,
 }
 
 impl CidWindow {
-    fn new(capacity: usize) -> Self {
-        Self { order: VecDeque::new(), seen: HashMap::new(), capacity: capacity.max(1) }
+    fn new(capacity: usize, ttl: Duration) -> Self {
+        Self { order: VecDeque::new(), seen: HashMap::new(), capacity: capacity.max(1), ttl }
     }
 
-    fn begin(&mut self, cid: &str) -> CidState {
+    fn begin(&mut self, cid: &str, now: Instant) -> CidState {
         match self.seen.get(cid) {
             Some(Some(answer)) => return CidState::Done(answer.clone()),
             Some(None) => return CidState::Pending,
             None => {}
         }
+        self.expire(now);
         if self.order.len() == self.capacity {
-            if let Some(old) = self.order.pop_front() {
+            if let Some((old, _)) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
-        self.order.push_back(cid.to_owned());
+        self.order.push_back((cid.to_owned(), now));
         self.seen.insert(cid.to_owned(), None);
         CidState::New
+    }
+
+    /// Forgets answered cids older than the ttl (a pending one, still being
+    /// applied, stops the sweep).
+    fn expire(&mut self, now: Instant) {
+        while let Some((cid, at)) = self.order.front() {
+            let answered = matches!(self.seen.get(cid), Some(Some(_)));
+            if now.saturating_duration_since(*at) < self.ttl || !answered {
+                break;
+            }
+            if let Some((cid, _)) = self.order.pop_front() {
+                self.seen.remove(&cid);
+            }
+        }
     }
 
     fn finish(&mut self, cid: &str, answer: Bytes) {
@@ -448,8 +471,62 @@ impl CidWindow {
 
     fn remove(&mut self, cid: &str) {
         if self.seen.remove(cid).is_some() {
-            self.order.retain(|c| c != cid);
+            self.order.retain(|(c, _)| c != cid);
         }
+    }
+}
+
+#[cfg(test)]
+mod cid_window_tests {
+    use super::*;
+
+    fn answered(window: &mut CidWindow, cid: &str, at: Instant) {
+        assert!(matches!(window.begin(cid, at), CidState::New));
+        window.finish(cid, Bytes::from(format!("answer {cid}")));
+    }
+
+    #[test]
+    fn a_retry_within_the_ttl_gets_the_same_answer() {
+        let t0 = Instant::now();
+        let mut window = CidWindow::new(1024, Duration::from_secs(90));
+        answered(&mut window, "a", t0);
+        answered(&mut window, "b", t0 + Duration::from_secs(89));
+        match window.begin("a", t0 + Duration::from_secs(89)) {
+            CidState::Done(answer) => assert_eq!(answer, Bytes::from("answer a")),
+            other => panic!("a retry within the ttl must be answered again, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answered_cids_older_than_the_ttl_are_forgotten() {
+        let t0 = Instant::now();
+        let mut window = CidWindow::new(1024, Duration::from_secs(90));
+        for i in 0..100 {
+            answered(&mut window, &format!("old{i}"), t0);
+        }
+        answered(&mut window, "new", t0 + Duration::from_secs(91));
+        assert_eq!(window.order.len(), 1, "only the new cid is left");
+        assert_eq!(window.seen.len(), 1);
+        assert!(matches!(window.begin("new", t0 + Duration::from_secs(91)), CidState::Done(_)));
+    }
+
+    #[test]
+    fn a_pending_cid_is_kept_past_the_ttl() {
+        let t0 = Instant::now();
+        let mut window = CidWindow::new(1024, Duration::from_secs(90));
+        assert!(matches!(window.begin("slow", t0), CidState::New));
+        answered(&mut window, "later", t0 + Duration::from_secs(200));
+        assert!(matches!(window.begin("slow", t0 + Duration::from_secs(200)), CidState::Pending));
+    }
+
+    #[test]
+    fn the_window_is_still_bounded_by_its_capacity() {
+        let t0 = Instant::now();
+        let mut window = CidWindow::new(3, Duration::from_secs(90));
+        for cid in ["a", "b", "c", "d"] {
+            answered(&mut window, cid, t0);
+        }
+        assert!(matches!(window.begin("a", t0), CidState::New), "the oldest fell out");
     }
 }
 

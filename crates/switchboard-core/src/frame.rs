@@ -200,6 +200,9 @@ pub enum Downstream {
     Control(Bytes),
 }
 
+/// The longest `{"seq":N,` prefix: 7 bytes, up to 20 digits, a comma.
+const SEQ_PREFIX_MAX: usize = 7 + 20 + 1;
+
 impl Downstream {
     /// Appends the frame's JSON text (one line, transport-safe) to `out`.
     pub fn write_json(&self, out: &mut impl bytes::BufMut) {
@@ -217,7 +220,7 @@ impl Downstream {
     /// The length of [`Downstream::write_json`]'s output, at most.
     pub fn json_len_hint(&self) -> usize {
         match self {
-            Downstream::Sequenced { body, .. } => body.len() + 28,
+            Downstream::Sequenced { body, .. } => body.len() + SEQ_PREFIX_MAX,
             Downstream::Control(bytes) => bytes.len(),
         }
     }

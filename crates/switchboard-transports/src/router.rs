@@ -149,31 +149,15 @@ impl Switchboard {
                     response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "htmlfile needs a callback parameter")
                 }
             },
-            // Boxed, so that a held poll keeps only the poll's own state.
             "/v1/poll" => {
                 // The request's head is not needed while the poll is held.
                 drop(request);
-                Box::pin(poll::respond(
-                    &self.core,
-                    &params,
-                    PollFormat::Json,
-                    config.poll_timeout,
-                    config.max_frames_per_write,
-                ))
-                .await
+                self.poll(&params, PollFormat::Json).await
             }
             "/v1/jsonp" => match params.callback.as_deref() {
                 Some(callback) => {
                     drop(request);
-                    let format = PollFormat::Jsonp(callback);
-                    Box::pin(poll::respond(
-                        &self.core,
-                        &params,
-                        format,
-                        config.poll_timeout,
-                        config.max_frames_per_write,
-                    ))
-                    .await
+                    self.poll(&params, PollFormat::Jsonp(callback)).await
                 }
                 None => {
                     response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, "jsonp needs a callback parameter")
@@ -182,6 +166,13 @@ impl Switchboard {
             "/v1/send" => Box::pin(send::respond(&self.core, config, &params, request.into_body())).await,
             _ => response::error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, &format!("no endpoint at {path}")),
         }
+    }
+
+    /// A poll answer, boxed so that a held poll keeps only the poll's own
+    /// state.
+    async fn poll(&self, params: &query::Params, format: PollFormat<'_>) -> Response<Body> {
+        let config = &self.config;
+        Box::pin(poll::respond(&self.core, params, format, config.poll_timeout, config.max_frames_per_write)).await
     }
 
     async fn stream(&self, params: &query::Params, format: StreamFormat, content_type: &'static str) -> Response<Body> {

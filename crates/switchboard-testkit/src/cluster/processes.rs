@@ -60,6 +60,20 @@ async fn wait_exit(child: &mut Child, deadline: Duration) -> anyhow::Result<Exit
 }
 
 /// SIGKILL and reap, ignoring a process that is gone already.
+/// SIGKILL to `child` (when it runs), then waits until it is gone.
+async fn sigkill(child: Option<Child>) -> anyhow::Result<()> {
+    if let Some(mut child) = child {
+        let killed = send_signal(child.id(), "KILL");
+        let exited = wait_exit(&mut child, PROCESS_DEADLINE).await;
+        if killed.is_err() || exited.is_err() {
+            kill_and_reap(&mut child);
+        }
+        killed?;
+        exited?;
+    }
+    Ok(())
+}
+
 fn kill_and_reap(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         let _ = child.kill();
@@ -125,16 +139,7 @@ impl RedisProcess {
 
     /// Kills Redis with SIGKILL and waits until the process is gone.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            let killed = send_signal(child.id(), "KILL");
-            let exited = wait_exit(&mut child, PROCESS_DEADLINE).await;
-            if killed.is_err() || exited.is_err() {
-                kill_and_reap(&mut child);
-            }
-            killed?;
-            exited?;
-        }
-        Ok(())
+        sigkill(self.child.take()).await
     }
 
     /// Starts Redis again on the same port with the same data; returns once
@@ -331,16 +336,7 @@ impl Node {
 
     /// SIGKILL, like a machine that lost power; returns once it is gone.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            let killed = send_signal(child.id(), "KILL");
-            let exited = wait_exit(&mut child, PROCESS_DEADLINE).await;
-            if killed.is_err() || exited.is_err() {
-                kill_and_reap(&mut child);
-            }
-            killed?;
-            exited?;
-        }
-        Ok(())
+        sigkill(self.child.take()).await
     }
 
     /// SIGTERM (graceful shutdown); returns the exit status.

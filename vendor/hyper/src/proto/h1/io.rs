@@ -141,6 +141,11 @@ where
 
     pub(crate) fn headers_buf(&mut self) -> &mut Vec<u8> {
         let buf = self.write_buf.headers_mut();
+        // Switchboard: the buffer is freed whenever it has been written out
+        // (`Cursor::reset`); a message head gets room again here.
+        if buf.bytes.capacity() == 0 {
+            buf.bytes.reserve(INIT_BUFFER_SIZE);
+        }
         &mut buf.bytes
     }
 
@@ -202,6 +207,13 @@ where
             )? {
                 debug!("parsed {} headers", msg.head.headers.len());
                 self.partial_len = None;
+                // Switchboard: nothing left to parse, so the buffer is
+                // let go (the head's bytes keep the allocation only as
+                // long as the request needs them); the next read gets
+                // a new one when bytes arrive (`poll_read_from_io`).
+                if self.read_buf.is_empty() {
+                    self.read_buf = BytesMut::new();
+                }
                 return Poll::Ready(Ok(msg));
             } else {
                 let curr_len = self.read_buf.len();
@@ -241,6 +253,31 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
+        // Switchboard: a connection with nothing buffered reads into the
+        // stack first and takes a buffer only when bytes arrived, so a
+        // connection that waits (the next request, or the end of a held
+        // long poll or stream) holds no read buffer.
+        if self.read_buf.capacity() == 0 {
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); INIT_BUFFER_SIZE];
+            let len = cmp::min(next, INIT_BUFFER_SIZE);
+            let mut buf = ReadBuf::uninit(&mut stack[..len]);
+            return match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    if n > 0 {
+                        self.read_buf.reserve(next);
+                        self.read_buf.extend_from_slice(buf.filled());
+                    }
+                    self.read_buf_strategy.record(n);
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    Poll::Pending
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            };
+        }
         if self.read_buf_remaining_mut() < next {
             self.read_buf.reserve(next);
         }
@@ -494,7 +531,10 @@ impl Cursor<Vec<u8>> {
 
     fn reset(&mut self) {
         self.pos = 0;
-        self.bytes.clear();
+        // Switchboard: frees the buffer instead of keeping its capacity, so
+        // a connection that is only holding a long poll or a stream keeps
+        // no write buffer between writes.
+        self.bytes = Vec::new();
     }
 }
 
@@ -538,7 +578,9 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // Switchboard: allocated when a message head is written, freed
+            // when it has been written out (see `headers_buf`, `reset`).
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,

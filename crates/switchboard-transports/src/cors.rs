@@ -30,7 +30,9 @@ pub fn check(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
         return OriginCheck::Refused;
     };
     if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(text)) {
-        OriginCheck::Allowed(origin.clone())
+        // A copy, not a clone: hyper's header values share the request's
+        // read buffer, which a held poll or stream would then keep alive.
+        HeaderValue::from_bytes(origin.as_bytes()).map_or(OriginCheck::Refused, OriginCheck::Allowed)
     } else {
         OriginCheck::Refused
     }

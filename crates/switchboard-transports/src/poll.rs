@@ -16,51 +16,55 @@ use crate::query::Params;
 use crate::response::{self, Body};
 
 /// How the frames of a poll answer are wrapped.
-#[derive(Debug, Clone, Copy)]
-pub enum PollFormat<'a> {
+#[derive(Debug, Clone)]
+pub enum PollFormat {
     /// A JSON array.
     Json,
     /// `/**/callback([...]);` for script-tag loading.
-    Jsonp(&'a str),
+    Jsonp(String),
 }
 
-/// Answers one poll request.
-pub async fn respond(
-    core: &Core,
-    params: &Params,
-    format: PollFormat<'_>,
-    hold: Duration,
-    max: usize,
-) -> Response<Body> {
-    let _gauge = crate::response::ConnectionGauge::open(match (format, params.wait) {
+/// Answers one poll request. A poll that has to wait is answered with a
+/// [`response::deferred`] placeholder: the wait owns only the attachment,
+/// its limits and the format.
+pub async fn respond(core: &Core, params: &Params, format: PollFormat, hold: Duration, max: usize) -> Response<Body> {
+    let gauge = crate::response::ConnectionGauge::open(match (&format, params.wait) {
         (PollFormat::Jsonp(_), _) => "jsonp",
         (PollFormat::Json, Some(wait)) if wait.is_zero() => "shortpoll",
         (PollFormat::Json, _) => "longpoll",
     });
-    // Boxed: attaching is done before the hold, which is what a waiting
-    // poll keeps.
-    let frames = match Box::pin(core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
-        Err(e) => vec![e.close_frame()],
-        Ok(attached) if attached.created => vec![attached.welcome],
-        Ok(mut attached) => {
-            let hold = params.wait.map_or(hold, |w| w.min(hold));
-            let attachment = &mut attached.attachment;
-            let result = if hold.is_zero() {
-                attachment.try_batch(max)
-            } else {
-                tokio::time::timeout(hold, attachment.next_batch(max)).await.ok()
-            };
-            match result {
-                None => Vec::new(),
-                Some(Ok(frames)) => frames,
-                Some(Err(reason)) => vec![reason.close_frame()],
+    let hold = params.wait.map_or(hold, |w| w.min(hold));
+    match Box::pin(core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
+        Err(e) => encode(&[e.close_frame()], &format),
+        Ok(attached) if attached.created => encode(&[attached.welcome], &format),
+        Ok(attached) => {
+            let mut attachment = attached.attachment;
+            if hold.is_zero() {
+                return answer(attachment.try_batch(max), &format);
             }
+            response::deferred(async move {
+                let _gauge = gauge;
+                let result = tokio::time::timeout(hold, attachment.next_batch(max)).await.ok();
+                answer(result, &format)
+            })
         }
-    };
-    encode(&frames, format)
+    }
 }
 
-fn encode(frames: &[Downstream], format: PollFormat<'_>) -> Response<Body> {
+/// The answer to a poll that waited (or not): the frames, the reason the
+/// attachment ended, or `[]` when nothing came.
+fn answer(
+    result: Option<Result<Vec<Downstream>, switchboard_core::session::EndReason>>,
+    format: &PollFormat,
+) -> Response<Body> {
+    match result {
+        None => encode(&[], format),
+        Some(Ok(frames)) => encode(&frames, format),
+        Some(Err(reason)) => encode(&[reason.close_frame()], format),
+    }
+}
+
+fn encode(frames: &[Downstream], format: &PollFormat) -> Response<Body> {
     let mut out = Vec::with_capacity(64 * frames.len() + 32);
     let content_type = match format {
         PollFormat::Json => "application/json",

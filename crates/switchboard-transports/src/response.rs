@@ -1,6 +1,9 @@
 //! Response bodies and the JSON error shape every endpoint shares.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -32,6 +35,39 @@ pub fn complete(status: StatusCode, content_type: &'static str, body: impl Into<
 pub fn error(status: StatusCode, code: u16, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     complete(status, "application/json", body)
+}
+
+/// The rest of a response that waits (a held long poll): the handler
+/// returns a placeholder response carrying this extension, and the
+/// connection's server awaits it (see [`resolve`]). So the routing
+/// futures, each sized for the largest route, are freed before the wait,
+/// and a held poll keeps only the few things its own future owns.
+#[derive(Clone)]
+struct Deferred(Arc<Mutex<Option<Pin<Box<dyn Future<Output = Response<Body>> + Send>>>>>);
+
+/// A placeholder response standing for the one `later` produces. Headers
+/// set on the placeholder on its way out (CORS) are added to that one.
+pub fn deferred(later: impl Future<Output = Response<Body>> + Send + 'static) -> Response<Body> {
+    let mut placeholder = Response::new(full(""));
+    placeholder.extensions_mut().insert(Deferred(Arc::new(Mutex::new(Some(Box::pin(later))))));
+    placeholder
+}
+
+/// The response to send for what a handler returned: itself, or, for a
+/// [`deferred`] placeholder, the awaited response with the placeholder's
+/// headers added.
+pub async fn resolve(mut response: Response<Body>) -> Response<Body> {
+    let Some(Deferred(slot)) = response.extensions_mut().remove::<Deferred>() else {
+        return response;
+    };
+    let later = slot.lock().ok().and_then(|mut slot| slot.take());
+    let Some(later) = later else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, 500, "a deferred response was awaited twice");
+    };
+    let (parts, _) = response.into_parts();
+    let mut response = later.await;
+    response.headers_mut().extend(parts.headers);
+    response
 }
 
 /// Counts one open connection of a transport while it lives

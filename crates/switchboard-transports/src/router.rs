@@ -154,7 +154,7 @@ impl Switchboard {
                 drop(request);
                 self.poll(&params, PollFormat::Json).await
             }
-            "/v1/jsonp" => match params.callback.as_deref() {
+            "/v1/jsonp" => match params.callback.clone() {
                 Some(callback) => {
                     drop(request);
                     self.poll(&params, PollFormat::Jsonp(callback)).await
@@ -168,9 +168,9 @@ impl Switchboard {
         }
     }
 
-    /// A poll answer, boxed so that a held poll keeps only the poll's own
-    /// state.
-    async fn poll(&self, params: &query::Params, format: PollFormat<'_>) -> Response<Body> {
+    /// A poll answer (a placeholder when the poll waits: see
+    /// [`response::deferred`]), boxed so that the route's state stays small.
+    async fn poll(&self, params: &query::Params, format: PollFormat) -> Response<Body> {
         let config = &self.config;
         Box::pin(poll::respond(&self.core, params, format, config.poll_timeout, config.max_frames_per_write)).await
     }

@@ -219,7 +219,12 @@ where
             // Boxed: hyper keeps room for the service future for the whole
             // life of a connection, and routing is large next to an idle
             // stream; the box is freed once the response head is out.
-            async move { Ok::<_, Infallible>(Box::pin(handler(request)).await) }
+            // A held long poll comes back as a placeholder whose rest is
+            // awaited here, after the routing futures are gone.
+            async move {
+                let response = Box::pin(handler(request)).await;
+                Ok::<_, Infallible>(crate::response::resolve(response).await)
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

@@ -53,6 +53,12 @@ impl<T: Buf> Buf for BufList<T> {
             }
             self.bufs.pop_front();
         }
+        // Switchboard: an emptied queue gives its memory back, so a
+        // connection between two writes (a held long poll, an idle stream)
+        // keeps none.
+        if self.bufs.is_empty() {
+            self.bufs = VecDeque::new();
+        }
     }
 
     #[inline]

@@ -25,6 +25,10 @@ use super::{
 };
 use crate::{CloseCode, Error};
 
+/// Switchboard: the read buffer of a connection that has something to read
+/// (see `poll_next_frame`); the codec reserves more when a frame needs it.
+const READ_CHUNK: usize = 4096;
+
 /// Helper struct for storing a frame header, the header size and payload.
 #[derive(Debug)]
 struct EncodedFrame {
@@ -215,9 +219,9 @@ where
     #[cfg(any(feature = "client", feature = "server"))]
     pub(crate) fn from_raw_stream(stream: T, role: Role, config: Config, limits: Limits) -> Self {
         Self {
-            // Switchboard: 256 bytes instead of FramedRead's 8 KiB default;
-            // the codec reserves what a larger frame needs (vendor/README.md).
-            inner: FramedRead::with_capacity(stream, WebSocketProtocol::new(role, limits), 256),
+            // Switchboard: no buffer until there is something to read
+            // (see `poll_next_frame`) instead of FramedRead's 8 KiB.
+            inner: FramedRead::with_capacity(stream, WebSocketProtocol::new(role, limits), 0),
             config,
             state: StreamState::Active,
             partial_payload: BytesMut::new(),
@@ -316,7 +320,21 @@ where
             ))?;
         }
 
-        let frame = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+        // Switchboard: reads go into a 4 KiB buffer, so a busy connection
+        // takes many messages per read, and a connection with nothing
+        // buffered gives the buffer back when it waits, so an idle one
+        // holds none (vendor/README.md).
+        {
+            let buffer = self.inner.read_buffer_mut();
+            if buffer.is_empty() && buffer.capacity() < READ_CHUNK {
+                buffer.reserve(READ_CHUNK);
+            }
+        }
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if polled.is_pending() && self.inner.read_buffer().is_empty() {
+            *self.inner.read_buffer_mut() = BytesMut::new();
+        }
+        let frame = match ready!(polled) {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 if matches!(e, Error::Io(_)) || self.state == StreamState::ClosedByUs {

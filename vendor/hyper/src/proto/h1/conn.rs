@@ -650,7 +650,11 @@ where
             Ok(encoder) => {
                 debug_assert!(self.state.cached_headers.is_none());
                 debug_assert!(head.headers.is_empty());
-                self.state.cached_headers = Some(head.headers);
+                // Switchboard: the emptied header map is not kept for the
+                // next request (upstream caches it): a connection holding a
+                // stream or a long poll would keep its capacity, about a
+                // kilobyte, for its whole life.
+                drop(head.headers);
 
                 #[cfg(feature = "client")]
                 {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -126,39 +126,70 @@ where
         }
         tokio::select! {
             () = &mut woken => {}
-            message = ws.next() => match message {
-                Some(Ok(message)) if message.is_close() => {
-                    conn.close(CloseReason::TransportClose);
-                    let _ = ws.flush().await;
-                    return;
-                }
-                Some(Ok(message)) => {
-                    let packet = if let Some(text) = message.as_text() {
-                        engine::decode_text(text).map_err(|e| e.to_string())
-                    } else if message.is_binary() {
-                        Ok(Packet::Binary(message.into_payload().into()))
-                    } else {
-                        continue; // WebSocket-level ping or pong
-                    };
-                    let handled = packet.and_then(|p| upstream::handle(inner, conn, p).map_err(|e| e.to_string()));
-                    if let Err(e) = handled {
-                        tracing::debug!(sid = %conn.sid(), error = %e, "protocol error on websocket");
-                        conn.close(CloseReason::TransportError);
+            message = ws.next() => {
+                let mut message = message;
+                // Every message already read is handled before the loop
+                // writes again, so a burst is answered in one write.
+                for _ in 0..MAX_MESSAGES_PER_WRITE {
+                    if !read(inner, conn, &mut ws, message).await {
+                        return;
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(sid = %conn.sid(), error = %e, "websocket read failed");
-                    conn.close(CloseReason::TransportError);
-                    // tokio-websockets queued the right close frame (1009
-                    // for a message over maxPayload); push it out.
-                    let _ = ws.flush().await;
-                    return;
-                }
-                None => {
-                    conn.close(CloseReason::TransportClose);
-                    return;
-                }
             }
+        }
+    }
+}
+
+/// Most client messages handled one after another, while more are already
+/// read, before the queue is written.
+const MAX_MESSAGES_PER_WRITE: usize = 64;
+
+/// Handles what the WebSocket read; false when the connection is over.
+async fn read<S>(
+    inner: &Arc<Inner>,
+    conn: &Arc<Connection>,
+    ws: &mut WebSocketStream<S>,
+    message: Option<Result<Message, tokio_websockets::Error>>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match message {
+        Some(Ok(message)) if message.is_close() => {
+            conn.close(CloseReason::TransportClose);
+            let _ = ws.flush().await;
+            false
+        }
+        Some(Ok(message)) => {
+            let packet = if let Some(text) = message.as_text() {
+                engine::decode_text(text).map_err(|e| e.to_string())
+            } else if message.is_binary() {
+                Ok(Packet::Binary(message.into_payload().into()))
+            } else {
+                return true; // WebSocket-level ping or pong
+            };
+            let handled = packet.and_then(|p| upstream::handle(inner, conn, p).map_err(|e| e.to_string()));
+            if let Err(e) = handled {
+                tracing::debug!(sid = %conn.sid(), error = %e, "protocol error on websocket");
+                conn.close(CloseReason::TransportError);
+            }
+            true
+        }
+        Some(Err(e)) => {
+            tracing::debug!(sid = %conn.sid(), error = %e, "websocket read failed");
+            conn.close(CloseReason::TransportError);
+            // tokio-websockets queued the right close frame (1009 for a
+            // message over maxPayload); push it out.
+            let _ = ws.flush().await;
+            false
+        }
+        None => {
+            conn.close(CloseReason::TransportClose);
+            false
         }
     }
 }

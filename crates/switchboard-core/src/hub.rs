@@ -88,6 +88,7 @@ impl Hub {
         let Some(entry) = self.rooms.read().get(&publication.room).cloned() else {
             return 0;
         };
+        let now = std::time::Instant::now();
         let members = entry.lock();
         members
             .members
@@ -97,7 +98,7 @@ impl Hub {
             .filter(|session| {
                 let body = publication.encoded_for(session.encoder());
                 let id = if publication.kind == crate::publication::Kind::Message { publication.id } else { 0 };
-                !body.is_empty() && session.deliver(&publication.room, id, body)
+                !body.is_empty() && session.deliver(&publication.room, id, body, now)
             })
             .count()
     }

@@ -52,10 +52,16 @@ impl Outbox {
     /// Appends a frame body, returns its seq. Drops the oldest frames while
     /// over a bound (the newest frame is always kept).
     pub fn push(&mut self, body: Bytes) -> u64 {
+        self.push_at(body, Instant::now())
+    }
+
+    /// [`Outbox::push`] with the time it was queued given (a fan-out reads
+    /// the clock once for all its recipients).
+    pub fn push_at(&mut self, body: Bytes, queued: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += body.len();
-        self.frames.push_back((seq, body, Instant::now()));
+        self.frames.push_back((seq, body, queued));
         while self.frames.len() > 1 && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes) {
             if let Some((_, dropped, _)) = self.frames.pop_front() {
                 self.bytes -= dropped.len();

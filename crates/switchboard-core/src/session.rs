@@ -201,7 +201,7 @@ impl Session {
 
     /// Delivers a room publication: queued, or held while the offline
     /// replay is assembled.
-    pub(crate) fn deliver(&self, room: &str, id: u64, body: Bytes) -> bool {
+    pub(crate) fn deliver(&self, room: &str, id: u64, body: Bytes, now: Instant) -> bool {
         {
             let mut state = self.state.lock();
             if state.ended {
@@ -211,7 +211,7 @@ impl Session {
                 held.push((room.to_owned(), id, body));
                 return true;
             }
-            state.outbox.push(body);
+            state.outbox.push_at(body, now);
         }
         self.wake.notify_waiters();
         true

@@ -39,8 +39,9 @@ pub async fn respond(core: &Core, params: &Params, format: PollFormat, hold: Dur
         Ok(attached) if attached.created => encode(&[attached.welcome], &format),
         Ok(attached) => {
             let mut attachment = attached.attachment;
-            if hold.is_zero() {
-                return answer(attachment.try_batch(max), &format);
+            let ready = attachment.try_batch(max);
+            if ready.is_some() || hold.is_zero() {
+                return answer(ready, &format);
             }
             response::deferred(async move {
                 let _gauge = gauge;

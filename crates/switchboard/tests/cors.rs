@@ -82,6 +82,10 @@ async fn every_endpoint_refuses_a_foreign_origin_and_serves_an_allowed_one() {
             "/v1/stream".to_owned(),
             "/v1/htmlfile?callback=cb".to_owned(),
             format!("/v1/poll?sid={sid}&wait=0"),
+            // Held polls are answered by a deferred response: the CORS
+            // headers set on its placeholder must reach the real answer.
+            format!("/v1/poll?sid={sid}&wait=200"),
+            format!("/v1/jsonp?sid={sid}&wait=200&callback=cb"),
         ];
         for path in &gets {
             let response = HttpRequest::get(path.as_str()).origin(EVIL).send(addr).await?;

@@ -43,7 +43,10 @@ pub fn error(status: StatusCode, code: u16, message: &str) -> Response<Body> {
 /// futures, each sized for the largest route, are freed before the wait,
 /// and a held poll keeps only the few things its own future owns.
 #[derive(Clone)]
-struct Deferred(Arc<Mutex<Option<Pin<Box<dyn Future<Output = Response<Body>> + Send>>>>>);
+struct Deferred(Arc<Mutex<Option<Later>>>);
+
+/// The future that produces a deferred response.
+type Later = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// A placeholder response standing for the one `later` produces. Headers
 /// set on the placeholder on its way out (CORS) are added to that one.

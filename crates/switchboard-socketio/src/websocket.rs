@@ -126,8 +126,7 @@ where
         }
         tokio::select! {
             () = &mut woken => {}
-            message = ws.next() => {
-                let mut message = message;
+            mut message = ws.next() => {
                 // Every message already read is handled before the loop
                 // writes again, so a burst is answered in one write.
                 for _ in 0..MAX_MESSAGES_PER_WRITE {

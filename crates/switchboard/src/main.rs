@@ -50,6 +50,22 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
+    /// Cross-node fan-out: `local` (one node) or `redis` (many nodes).
+    #[arg(long, value_parser = ["local", "redis"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<String>,
+    /// Redis to use with `--broker redis`, e.g. `redis://10.0.0.5:6379`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_url: Option<String>,
+    /// Address other nodes reach this node at (default: the listen address).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<SocketAddr>,
+    /// A node without a heartbeat for this long is dead, e.g. `5s`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_ttl: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -211,11 +211,11 @@ async fn ping(port: u16) -> bool {
 pub struct ClusterOptions {
     /// The `switchboard` binary (`env!("CARGO_BIN_EXE_switchboard")`).
     pub binary: PathBuf,
-    /// `SWITCHBOARD_REDIS_URL`.
+    /// `--redis-url`.
     pub redis_url: String,
     /// `SWITCHBOARD_REDIS_KEY_PREFIX`; unique per test.
     pub key_prefix: String,
-    /// `SWITCHBOARD_NODE_TTL`.
+    /// `--node-ttl`.
     pub node_ttl: Duration,
     /// `SWITCHBOARD_GRACE`.
     pub grace: Duration,
@@ -244,21 +244,24 @@ impl ClusterOptions {
         self
     }
 
+    /// `switchboard serve` on `port`. The cluster settings are given as
+    /// command-line flags (`--broker`, `--redis-url`, `--advertise`,
+    /// `--node-ttl`), the rest as `SWITCHBOARD_*` variables, so every
+    /// cluster test also proves that both layers reach the node.
     fn command(&self, port: u16) -> Command {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let listen = format!("127.0.0.1:{port}");
         let mut command = Command::new(&self.binary);
-        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        command.args(["serve", "--listen", &listen, "--advertise", &listen]);
+        command.args(["--broker", "redis", "--redis-url", &self.redis_url, "--node-ttl", &ms(self.node_ttl)]);
         // Nothing of the test runner's own configuration may leak in.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SWITCHBOARD_") {
                 command.env_remove(key);
             }
         }
-        let ms = |d: Duration| format!("{}ms", d.as_millis());
         command
-            .env("SWITCHBOARD_BROKER", "redis")
-            .env("SWITCHBOARD_REDIS_URL", &self.redis_url)
             .env("SWITCHBOARD_REDIS_KEY_PREFIX", &self.key_prefix)
-            .env("SWITCHBOARD_NODE_TTL", ms(self.node_ttl))
             .env("SWITCHBOARD_GRACE", ms(self.grace))
             .env("SWITCHBOARD_LOG", "warn")
             .env("SWITCHBOARD_API_KEY", API_KEY)

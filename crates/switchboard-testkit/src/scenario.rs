@@ -1,7 +1,11 @@
 //! The flows every transport must pass, written once and run by each
 //! `<transport>_resume.rs` test file.
 
+use std::time::Duration;
+
+use crate::chaos::{ChaosProxy, Cuts};
 use crate::downstream::Transport;
+use crate::resuming::ResumingClient;
 use crate::room::{Publisher, Subscriber};
 use crate::server::TestServer;
 
@@ -48,6 +52,57 @@ pub async fn resumes_after_cut(transport: Transport) -> anyhow::Result<()> {
     publisher.publish_numbered(ROOM, 151..160).await?;
     subscriber.resume(transport).await?;
     subscriber.expect_msgs(publisher.id(), 151..160).await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Messages [`resumes_through_tcp_cuts`] publishes.
+const THROUGH_CUTS: u64 = 600;
+
+/// A subscriber on `transport` reaches the server through a [`ChaosProxy`]
+/// that drops every TCP connection after a few milliseconds or kilobytes,
+/// wherever the bytes are: mid-frame, mid-response, mid-head. It resumes
+/// after each drop and must receive exactly `0..600`, once each, in order.
+pub async fn resumes_through_tcp_cuts(transport: Transport) -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        // Room for every frame, so that a gap can only mean a bug; poll
+        // answers small enough that most fit in one connection's budget.
+        c.outbox_max_frames = 1 << 12;
+        c.max_frames_per_write = 32;
+    })
+    .await;
+    let cuts = Cuts { lifetime: Duration::from_millis(5)..Duration::from_millis(40), bytes: 1024..8 * 1024 };
+    let proxy = ChaosProxy::start(server.addr(), cuts).await?;
+    let publisher = Publisher::join(server.addr(), ROOM).await?;
+    let mut client = ResumingClient::connect(proxy.addr(), transport).await?.resume_when_superseded(true);
+    let cid = client.upstream().join(ROOM).await?;
+    loop {
+        let frame = client.recv().await?;
+        anyhow::ensure!(frame.typ() == "ack", "before the join's ack: {frame}");
+        if frame.cid() == Some(cid.as_str()) {
+            break;
+        }
+    }
+    let publishing = tokio::spawn(async move {
+        for start in (0..THROUGH_CUTS).step_by(50) {
+            publisher.publish_numbered(ROOM, start..start + 50).await?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(publisher)
+    });
+    let mut received = Vec::new();
+    while (received.len() as u64) < THROUGH_CUTS {
+        let frame = client.recv().await?;
+        anyhow::ensure!(frame.typ() == "msg", "{transport}: unexpected {frame} ({})", client.report());
+        received.push(frame.data().and_then(|d| d["n"].as_u64()).unwrap_or(u64::MAX));
+    }
+    let publisher = publishing.await??;
+    let expected: Vec<u64> = (0..THROUGH_CUTS).collect();
+    anyhow::ensure!(received == expected, "{transport}: received {received:?} ({})", client.report());
+    anyhow::ensure!(client.report().is_clean(), "{transport}: {}", client.report());
+    anyhow::ensure!(proxy.cuts() >= 3, "{transport}: the proxy cut only {} connections", proxy.cuts());
+    eprintln!("{transport}: {} connections, {} cut; {}", proxy.accepted(), proxy.cuts(), client.report());
+    drop((publisher, proxy));
     server.shutdown().await;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! A request without `Origin` (a non-browser client, or a same-origin GET)
 //! passes untouched. A request whose `Origin` is not allowed gets 403 on
 //! every endpoint, the WebSocket upgrade included (cross-site WebSocket
-//! hijacking). Allowed origins are echoed with credentials allowed; `*` is
-//! never sent.
+//! hijacking). Allowed origins are echoed, never `*`; credentials
+//! (`Access-Control-Allow-Credentials: true`) are allowed only for origins
+//! listed by name, never for an origin let in by the `*` entry.
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -16,9 +17,18 @@ pub enum OriginCheck {
     /// No `Origin` header.
     Absent,
     /// An allowed origin, to echo back.
-    Allowed(HeaderValue),
+    Allowed(AllowedOrigin),
     /// An origin not on the list.
     Refused,
+}
+
+/// An allowed `Origin`, as the CORS headers of the answer need it.
+#[derive(Debug, Clone)]
+pub struct AllowedOrigin {
+    /// The origin, echoed in `Access-Control-Allow-Origin`.
+    value: HeaderValue,
+    /// Whether the allowlist names it (and so may see credentialed answers).
+    listed: bool,
 }
 
 /// Checks the `Origin` header against `allowed` (`*` allows any).
@@ -29,10 +39,12 @@ pub fn check(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
     let Ok(text) = origin.to_str() else {
         return OriginCheck::Refused;
     };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(text)) {
+    let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(text));
+    if listed || allowed.iter().any(|a| a == "*") {
         // A copy, not a clone: hyper's header values share the request's
         // read buffer, which a held poll or stream would then keep alive.
-        HeaderValue::from_bytes(origin.as_bytes()).map_or(OriginCheck::Refused, OriginCheck::Allowed)
+        HeaderValue::from_bytes(origin.as_bytes())
+            .map_or(OriginCheck::Refused, |value| OriginCheck::Allowed(AllowedOrigin { value, listed }))
     } else {
         OriginCheck::Refused
     }
@@ -88,16 +100,19 @@ pub fn refused() -> Response<Body> {
     )
 }
 
-/// Adds the CORS headers for an allowed origin.
-pub fn allow(response: &mut Response<Body>, origin: &HeaderValue) {
+/// Adds the CORS headers for an allowed origin: credentials only for an
+/// origin the allowlist names.
+pub fn allow(response: &mut Response<Body>, origin: &AllowedOrigin) {
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.value.clone());
+    if origin.listed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// The answer to an `OPTIONS` preflight from an allowed origin.
-pub fn preflight(origin: &HeaderValue) -> Response<Body> {
+pub fn preflight(origin: &AllowedOrigin) -> Response<Body> {
     let mut response = Response::new(response::full(""));
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();

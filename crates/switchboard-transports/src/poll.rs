@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 use switchboard_core::frame::Downstream;
 use switchboard_core::Core;
+use tracing::Instrument;
 
 use crate::query::Params;
 use crate::response::{self, Body};
@@ -36,18 +37,23 @@ pub async fn respond(core: &Core, params: &Params, format: PollFormat, hold: Dur
     let hold = params.wait.map_or(hold, |w| w.min(hold));
     match Box::pin(core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
         Err(e) => encode(&[e.close_frame()], &format),
-        Ok(attached) if attached.created => encode(&[attached.welcome], &format),
+        Ok(attached) if attached.created => {
+            tracing::Span::current().record("sid", tracing::field::display(attached.attachment.session().id()));
+            tracing::debug!("session created");
+            encode(&[attached.welcome], &format)
+        }
         Ok(attached) => {
             let mut attachment = attached.attachment;
             let ready = attachment.try_batch(max);
             if ready.is_some() || hold.is_zero() {
                 return answer(ready, &format);
             }
-            response::deferred(async move {
+            let held = async move {
                 let _gauge = gauge;
                 let result = tokio::time::timeout(hold, attachment.next_batch(max)).await.ok();
                 answer(result, &format)
-            })
+            };
+            response::deferred(held.instrument(tracing::Span::current()))
         }
     }
 }

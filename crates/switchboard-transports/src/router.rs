@@ -5,6 +5,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchboard_core::{codes, Core};
+use tracing::Instrument;
 
 use crate::config::TransportConfig;
 use crate::cors::{self, OriginCheck};
@@ -93,11 +94,26 @@ impl Switchboard {
         self.core.broker().locate(&sid).await
     }
 
+    /// Parses the query and answers the request inside a `session` span
+    /// (`sid`, `transport`); a new session's `sid` is recorded once it is
+    /// created.
     async fn route(&self, request: Request<Incoming>) -> Response<Body> {
-        let mut params = match query::parse(request.uri().query()) {
+        let params = match query::parse(request.uri().query()) {
             Ok(params) => params,
             Err(message) => return response::error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message),
         };
+        let span = tracing::debug_span!(
+            "session",
+            sid = tracing::field::Empty,
+            transport = request.uri().path().trim_start_matches("/v1/")
+        );
+        if let Some(sid) = &params.sid {
+            span.record("sid", sid.as_str());
+        }
+        self.dispatch(request, params).instrument(span).await
+    }
+
+    async fn dispatch(&self, request: Request<Incoming>, mut params: query::Params) -> Response<Body> {
         if let Some(token) = bearer(request.headers()) {
             params.credentials.token = Some(token);
         }
@@ -179,7 +195,10 @@ impl Switchboard {
         let body = match Box::pin(self.core.attach(params.sid.as_deref(), params.last, &params.credentials)).await {
             Err(e) => streaming::single(&format, &e.close_frame()),
             Ok(attached) => {
-                tracing::debug!(sid = ?attached.attachment.session().id(), transport = ?format, "stream attached");
+                if attached.created {
+                    tracing::Span::current().record("sid", tracing::field::display(attached.attachment.session().id()));
+                }
+                tracing::debug!("stream attached");
                 let limits = StreamLimits {
                     heartbeat: self.config.heartbeat,
                     budget: self.config.stream_budget,

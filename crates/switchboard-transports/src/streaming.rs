@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use switchboard_core::codes;
 use switchboard_core::frame::{self, Downstream};
 use switchboard_core::session::Attachment;
+use tracing::Instrument;
 
 use crate::response::Body;
 
@@ -105,6 +106,8 @@ struct State {
     first: Option<Bytes>,
     written: usize,
     done: bool,
+    /// The request's `session` span, entered while a chunk is made.
+    span: tracing::Span,
 }
 
 /// A streaming body: preamble and `welcome` first, then frames as they come.
@@ -125,37 +128,44 @@ pub fn body(attachment: Attachment, welcome: Downstream, format: StreamFormat, l
         written: first.len(),
         first: Some(Bytes::from(first)),
         done: false,
+        span: tracing::Span::current(),
     };
-    let chunks = stream::unfold(state, |mut state| async move {
-        if let Some(first) = state.first.take() {
-            return Some((Ok::<_, Infallible>(Frame::data(first)), state));
-        }
-        if state.done {
-            return None;
-        }
-        let mut out = Vec::new();
-        let next = state.attachment.next_batch(state.limits.max_frames);
-        match tokio::time::timeout(state.limits.heartbeat, next).await {
-            Err(_idle) => state.format.heartbeat(&mut out),
-            Ok(Ok(frames)) => {
-                for frame in &frames {
-                    state.format.frame(frame, &mut out);
-                }
-            }
-            Ok(Err(reason)) => {
-                state.format.frame(&reason.close_frame(), &mut out);
-                state.done = true;
-            }
-        }
-        state.written += out.len();
-        if !state.done && state.written >= state.limits.budget {
-            let close = frame::close(codes::BUDGET_REACHED, "stream budget reached; resume", true);
-            state.format.frame(&close, &mut out);
-            state.done = true;
-        }
-        Some((Ok(Frame::data(Bytes::from(out))), state))
+    let chunks = stream::unfold(state, |state| {
+        let span = state.span.clone();
+        next_chunk(state).instrument(span)
     });
     StreamBody::new(chunks).boxed_unsync()
+}
+
+/// The next chunk of a streaming body, and its state for the one after.
+async fn next_chunk(mut state: State) -> Option<(Result<Frame<Bytes>, Infallible>, State)> {
+    if let Some(first) = state.first.take() {
+        return Some((Ok::<_, Infallible>(Frame::data(first)), state));
+    }
+    if state.done {
+        return None;
+    }
+    let mut out = Vec::new();
+    let next = state.attachment.next_batch(state.limits.max_frames);
+    match tokio::time::timeout(state.limits.heartbeat, next).await {
+        Err(_idle) => state.format.heartbeat(&mut out),
+        Ok(Ok(frames)) => {
+            for frame in &frames {
+                state.format.frame(frame, &mut out);
+            }
+        }
+        Ok(Err(reason)) => {
+            state.format.frame(&reason.close_frame(), &mut out);
+            state.done = true;
+        }
+    }
+    state.written += out.len();
+    if !state.done && state.written >= state.limits.budget {
+        let close = frame::close(codes::BUDGET_REACHED, "stream budget reached; resume", true);
+        state.format.frame(&close, &mut out);
+        state.done = true;
+    }
+    Some((Ok(Frame::data(Bytes::from(out))), state))
 }
 
 /// A body that writes one control frame and ends: the answer to a streaming

@@ -14,6 +14,13 @@ async fn htmlfile_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::HtmlFile)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn htmlfile_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::HtmlFile)).await;
+}
+
 /// The preamble binds `c` to `parent.NAME` and is padded past 1 KiB before
 /// the first frame, so browsers render the chunks as they arrive.
 #[tokio::test]

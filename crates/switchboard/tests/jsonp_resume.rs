@@ -15,6 +15,13 @@ async fn jsonp_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::Jsonp)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn jsonp_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::Jsonp)).await;
+}
+
 /// The answer is `application/javascript`: `/**/NAME([frames]);`.
 #[tokio::test]
 async fn jsonp_wraps_the_frames_in_the_callback() {

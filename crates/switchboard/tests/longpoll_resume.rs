@@ -18,6 +18,13 @@ async fn longpoll_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::LongPoll)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn longpoll_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::LongPoll)).await;
+}
+
 /// A poll without `sid` answers `[welcome]` at once, not after the hold.
 #[tokio::test]
 async fn longpoll_new_session_answers_welcome_at_once() {

@@ -17,6 +17,13 @@ async fn shortpoll_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::ShortPoll)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn shortpoll_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::ShortPoll)).await;
+}
+
 /// `wait=0` answers an empty array at once instead of holding.
 #[tokio::test]
 async fn shortpoll_answers_at_once_when_nothing_is_queued() {

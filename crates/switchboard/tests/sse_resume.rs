@@ -17,6 +17,13 @@ async fn sse_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::Sse)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn sse_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::Sse)).await;
+}
+
 /// The stream opens with `retry: 2000` and a welcome without `id:`.
 #[tokio::test]
 async fn sse_starts_with_retry_and_an_unnumbered_welcome() {

@@ -14,6 +14,13 @@ async fn ws_resumes_after_cut_without_loss_or_duplicate() {
     bounded(scenario::resumes_after_cut(Transport::WebSocket)).await;
 }
 
+/// Resumes after every TCP drop of a proxy that cuts each connection within
+/// milliseconds, mid-response included: 600 messages, once each, in order.
+#[tokio::test]
+async fn ws_resumes_through_tcp_cuts_without_loss_or_duplicate() {
+    bounded(scenario::resumes_through_tcp_cuts(Transport::WebSocket)).await;
+}
+
 /// Upstream frames travel as text messages, one frame or an array of them;
 /// every frame with a `cid` is answered by a sequenced frame, an `ack`
 /// frame is answered by nothing.

@@ -54,15 +54,28 @@ export interface ClientOptions {
 /** Defaults of every option. */
 export const DEFAULTS: Readonly<Required<ClientOptions>>;
 
-/** A message published to a room this client has joined. */
+/**
+ * A message published to a room this client has joined: a `msg` frame
+ * (docs/protocol.md §1.1) without its `type`.
+ */
 export interface Message<T = Json> {
   room: string;
-  /** Public id of the publishing session (the sender sees its own messages too). */
+  /** The message id, increasing within the room: what `history()` pages by. */
+  id: number;
+  /** When the server accepted it, in milliseconds since the epoch. */
+  ts: number;
+  /**
+   * Public id of the publishing session (the sender sees its own messages
+   * too); `system` for a message from the HTTP API, empty in offline replay.
+   */
   from: string;
+  /** The user who sent it, and the user's display name. */
+  user: string;
+  name: string;
   data: T;
   /** Sequence number of the frame within this session. */
   seq: number;
-  /** Any further fields the server adds to `msg` frames. */
+  /** Any further fields a newer server adds to `msg` frames. */
   [extra: string]: unknown;
 }
 
@@ -72,6 +85,14 @@ export interface SequencedFrame {
   type: string;
   cid?: string;
   [field: string]: unknown;
+}
+
+/** The server's answer to join, leave, send and read: the frame was applied. */
+export interface Ack extends SequencedFrame {
+  type: 'ack';
+  cid: string;
+  /** For a publish, the stored message id (an ack means durable). */
+  id?: number;
 }
 
 export interface StateDetail {
@@ -154,19 +175,19 @@ export class Client {
   once<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
 
   /** Joins a room; resolves on the server's ack. */
-  join(room: string): Promise<SequencedFrame>;
+  join(room: string): Promise<Ack>;
   /** Leaves a room; resolves on the server's ack. */
-  leave(room: string): Promise<SequencedFrame>;
-  /** Publishes to a joined room; resolves on the server's ack, rejects with SwitchboardError. */
-  send(room: string, data: Json): Promise<SequencedFrame>;
+  leave(room: string): Promise<Ack>;
+  /** Publishes to a joined room; resolves on the server's ack (with the message id), rejects with SwitchboardError. */
+  send(room: string, data: Json): Promise<Ack>;
   /** Round trip through the server; resolves with the same data. */
   echo<T extends Json>(data: T): Promise<T>;
   /** A page of a room's history, oldest first. */
   history(room: string, page?: { before?: number; after?: number; limit?: number }): Promise<StoredMessage[]>;
   /** Users present in a room. */
   who(room: string): Promise<{ user: string; name: string }[]>;
-  /** Marks a room read up to message `id`. */
-  read(room: string, id: number): Promise<SequencedFrame>;
+  /** Marks a room read up to message `id`; resolves on the server's ack. */
+  read(room: string, id: number): Promise<Ack>;
   /** Tells the room you are typing; false (nothing sent) while disconnected. */
   typing(room: string): boolean;
   /** Sends any upstream frame with a fresh cid; resolves with the answering frame. */

@@ -12,7 +12,9 @@ fi
 if [ ! -d node_modules ]; then
     npm ci --no-audit --no-fund
 fi
-(cd ../.. && cargo build -p switchboard)
+# The server binary, and the fixture of the socket.io protocol suite
+# (socketio-protocol.test.mjs): the library set up as that suite expects.
+(cd ../.. && cargo build -p switchboard && cargo build -p switchboard-socketio --example protocol_suite_server)
 
 shopt -s nullglob
 files=(./*.test.mjs ./*.test.js)

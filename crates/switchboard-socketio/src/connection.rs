@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 use crate::driver::Command;
 use crate::protocol::engine::Outgoing;
@@ -46,8 +47,8 @@ pub enum CloseReason {
     TransportClose,
     /// The client broke the protocol.
     TransportError,
-    /// No namespace joined within the connect timeout, or the last socket
-    /// left, or the server closed it.
+    /// No namespace joined within the connect timeout, or the server
+    /// closed it.
     ServerClose,
     /// The server is shutting down.
     ShuttingDown,
@@ -101,6 +102,8 @@ struct State {
     partial: Option<crate::upstream::Partial>,
     /// Whether a CONNECT came: the first socket.io packet must be one.
     connect_seen: bool,
+    /// When the pong to the last ping is due, while it is awaited.
+    pong_due: Option<Instant>,
 }
 
 impl Connection {
@@ -118,6 +121,7 @@ impl Connection {
                 sockets: HashMap::new(),
                 partial: None,
                 connect_seen: false,
+                pong_due: None,
             }),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -184,6 +188,26 @@ impl Connection {
     /// Why it closed, if it did.
     pub fn closed(&self) -> Option<CloseReason> {
         self.state.lock().closed
+    }
+
+    /// Records when the pong to the ping just sent is due (`None`: it
+    /// came). The driver's timer closes the connection at that time; see
+    /// [`Connection::heartbeat_lapsed`] for requests that come first.
+    pub fn set_pong_due(&self, due: Option<Instant>) {
+        self.state.lock().pong_due = due;
+    }
+
+    /// Whether the pong is overdue; if so the connection is closed (ping
+    /// timeout) now. A polling request that arrives after the deadline is
+    /// refused even when the driver's timer has not fired yet (a timer
+    /// fires a little late, a request may not be served late).
+    pub fn heartbeat_lapsed(&self) -> bool {
+        let due = self.state.lock().pong_due;
+        if due.is_some_and(|due| Instant::now() >= due) {
+            self.close(CloseReason::PingTimeout);
+            return true;
+        }
+        false
     }
 
     /// The transport mode.

@@ -60,14 +60,24 @@ enum Event {
     ConnectTimeout,
 }
 
-/// Runs the connection until it closes.
-pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, mut commands: mpsc::UnboundedReceiver<Command>) {
+/// Runs the connection, opened at `opened`, until it closes.
+///
+/// Its timers count from `opened` (taken before the handshake answer went
+/// out, not when this task first runs), and a pong is due `ping_timeout`
+/// after the ping was due: a busy runtime that runs a timer late does not
+/// give the client more time than the handshake announced.
+pub async fn run(
+    inner: Arc<Inner>,
+    conn: Arc<Connection>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    opened: Instant,
+) {
     let config = &inner.config;
-    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let far = opened + Duration::from_secs(86_400 * 365);
     let mut links: Vec<Link> = Vec::new();
-    let mut next_ping = Instant::now() + config.ping_interval;
+    let mut next_ping = opened + config.ping_interval;
     let mut pong_deadline: Option<Instant> = None;
-    let mut connect_deadline = Some(Instant::now() + config.connect_timeout);
+    let mut connect_deadline = Some(opened + config.connect_timeout);
     let mut proven: Vec<(Arc<Session>, u64)> = Vec::new();
     while conn.closed().is_none() {
         let full = conn.queue_full();
@@ -89,12 +99,13 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, mut commands: mpsc::U
                     let link = links.swap_remove(i);
                     end_socket(&inner, &conn, link, "client namespace disconnect").await;
                 }
-                if links.is_empty() && conn.socket_count() == 0 {
-                    conn.close(CloseReason::ServerClose);
-                }
+                // The connection stays open, even without sockets, as in
+                // the reference server: the client may connect again, and
+                // the heartbeat still ends it when the client goes away.
             }
             Event::Command(Command::Pong) => {
                 if pong_deadline.take().is_some() {
+                    conn.set_pong_due(None);
                     for (session, seq) in proven.drain(..) {
                         session.ack(seq);
                     }
@@ -130,7 +141,11 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, mut commands: mpsc::U
             Event::Ping => {
                 conn.send([Outgoing::text(kind::PING, "")]);
                 proven = links.iter().map(|l| (Arc::clone(l.attachment.session()), l.forwarded)).collect();
-                pong_deadline = Some(Instant::now() + config.ping_timeout);
+                // Due a ping timeout after the ping was due, but never
+                // less than half of it after the ping actually went out.
+                let due = (next_ping + config.ping_timeout).max(Instant::now() + config.ping_timeout / 2);
+                pong_deadline = Some(due);
+                conn.set_pong_due(Some(due));
             }
             Event::PingTimeout => conn.close(CloseReason::PingTimeout),
             Event::ConnectTimeout => {

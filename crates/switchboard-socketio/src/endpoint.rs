@@ -105,6 +105,7 @@ impl Inner {
     /// directory (so requests for it landing on other nodes are relayed
     /// here), with its driver running.
     pub(crate) async fn open(self: &Arc<Self>, mode: Mode) -> Arc<Connection> {
+        let opened = tokio::time::Instant::now();
         let id = SessionId::random();
         let sid = id.to_string();
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -112,7 +113,7 @@ impl Inner {
         self.connections.write().insert(sid.clone(), Arc::clone(&conn));
         self.core.broker().session_created(id).await;
         let span = tracing::debug_span!("socketio", sid = %&sid[..8]);
-        tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), receiver).instrument(span));
+        tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), receiver, opened).instrument(span));
         conn
     }
 
@@ -230,7 +231,23 @@ impl SocketIo {
                 None => EngineError::BadRequest.response(),
             };
         }
-        if let Some(home) = self.home_elsewhere(&request).await {
+        let home = match self.home_elsewhere(&request).await {
+            Ok(home) => home,
+            // The connection may well live on another node: not "unknown
+            // sid" (that would end it), but "try again".
+            Err(_) => {
+                let mut response = response::complete(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "the cluster's shared store is unreachable; try again",
+                );
+                if let Some(origin) = origin {
+                    cors::allow(&mut response, &origin);
+                }
+                return response;
+            }
+        };
+        if let Some(home) = home {
             // The home node answers, CORS headers included.
             match forward::relay(request, home).await {
                 Ok(response) => return response,
@@ -247,13 +264,16 @@ impl SocketIo {
 
     /// The node where the request's engine.io connection lives, when that
     /// is another live node.
-    async fn home_elsewhere(&self, request: &Request<Incoming>) -> Option<std::net::SocketAddr> {
+    async fn home_elsewhere(
+        &self,
+        request: &Request<Incoming>,
+    ) -> Result<Option<std::net::SocketAddr>, switchboard_core::broker::BrokerError> {
         if forward::is_forwarded(request) {
-            return None;
+            return Ok(None);
         }
-        let sid = parse_query(request.uri().query()).sid?;
+        let Some(sid) = parse_query(request.uri().query()).sid else { return Ok(None) };
         if self.inner.connections.read().contains_key(&sid) {
-            return None;
+            return Ok(None);
         }
         self.inner.core.broker().locate(&sid).await
     }

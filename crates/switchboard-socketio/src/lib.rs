@@ -58,6 +58,8 @@ pub mod namespace;
 pub mod polling;
 pub mod protocol;
 pub mod socket;
+#[cfg(test)]
+mod testing;
 pub mod upstream;
 pub mod websocket;
 

@@ -30,7 +30,7 @@ impl Drop for Held<'_> {
 
 /// Answers a long-poll GET.
 pub async fn poll(conn: &Arc<Connection>) -> Response<Body> {
-    if conn.closed().is_some() {
+    if conn.heartbeat_lapsed() || conn.closed().is_some() {
         return EngineError::UnknownSid.response();
     }
     if conn.mode() == Mode::WebSocket {
@@ -53,12 +53,18 @@ pub async fn poll(conn: &Arc<Connection>) -> Response<Body> {
             packets.push(answer);
             return text(engine::encode_payload(&packets));
         }
+        if conn.mode() == Mode::WebSocket {
+            // Upgraded, before this poll or while it was held: everything
+            // goes over the WebSocket now. (A client that upgrades waits
+            // for its held poll's `noop` before it sends `upgrade`.)
+            return EngineError::BadRequest.response();
+        }
         let packets = conn.take_queue();
         if !packets.is_empty() {
             return text(engine::encode_payload(&packets));
         }
-        if conn.mode() != Mode::Polling {
-            // Upgrading: end this poll so the client can finish the upgrade.
+        if conn.mode() == Mode::Upgrading {
+            // End this poll so the client can finish the upgrade.
             return text(&b"6"[..]);
         }
         woken.await;
@@ -67,7 +73,7 @@ pub async fn poll(conn: &Arc<Connection>) -> Response<Body> {
 
 /// Answers a POST of packets.
 pub async fn post(inner: &Arc<Inner>, conn: &Arc<Connection>, body: Incoming) -> Response<Body> {
-    if conn.closed().is_some() {
+    if conn.heartbeat_lapsed() || conn.closed().is_some() {
         return EngineError::UnknownSid.response();
     }
     if conn.mode() == Mode::WebSocket {

@@ -187,3 +187,43 @@ impl AckSender {
         self.socket.push(Tag::Plain, &text, &payload.binary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use parking_lot::Mutex as TestMutex;
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{next, nothing_more, send, setup_with, until, without_recovery};
+
+    #[tokio::test]
+    async fn disconnect_comes_after_what_was_emitted_before_and_ends_the_session() {
+        let (io, conn) = setup_with(without_recovery()).await;
+        let reasons = Arc::new(TestMutex::new(Vec::new()));
+        let log = Arc::clone(&reasons);
+        io.of("/")
+            .unwrap()
+            .on("leave-me", |socket, _, _| {
+                socket.emit("last words", Payload::new(vec![json!(1)]));
+                socket.disconnect();
+                socket.emit("never", Payload::default());
+            })
+            .on_disconnect(move |_, reason| log.lock().push(reason.to_owned()));
+        send(&io, &conn, "0");
+        next(&conn, 1).await;
+        let socket = conn.socket("/").unwrap();
+        let session = socket.session().id().to_string();
+        send(&io, &conn, r#"2["leave-me"]"#);
+        assert_eq!(next(&conn, 2).await, vec![r#"42["last words",1]"#, "41"]);
+        until("the disconnect handler", || reasons.lock().len() == 1).await;
+        assert_eq!(*reasons.lock(), ["server namespace disconnect"]);
+        assert!(conn.socket("/").is_none());
+        assert!(io.core().session(&session).is_none(), "no recovery after a server disconnect");
+        nothing_more(&conn).await;
+        // The engine.io connection is still there, for other namespaces or
+        // a new CONNECT.
+        assert_eq!(conn.closed(), None);
+        send(&io, &conn, "0");
+        assert!(next(&conn, 1).await[0].starts_with("40{"));
+    }
+}

@@ -14,7 +14,7 @@ use crate::body::{self, Tag, FORMAT};
 use crate::connection::{CloseReason, Connection};
 use crate::driver::{Command, Link};
 use crate::endpoint::Inner;
-use crate::namespace::{ConnectError, Namespace};
+use crate::namespace::{Admission, ConnectError, Namespace};
 use crate::protocol::engine::{kind, Incoming, Outgoing};
 use crate::protocol::packet::{self, Packet, PacketError, PacketType, Payload};
 use crate::socket::{AckSender, Socket};
@@ -112,9 +112,10 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
     let Some(namespace) = inner.namespace(name) else {
         return connect_error(conn, name, &ConnectError::new("Invalid namespace"));
     };
-    if let Err(e) = namespace.check(&auth) {
-        return connect_error(conn, name, &e);
-    }
+    let admission = match namespace.check(&auth) {
+        Ok(admission) => admission,
+        Err(e) => return connect_error(conn, name, &e),
+    };
     let token = auth.get("token").and_then(Value::as_str).map(str::to_owned);
     let nickname = auth.get("name").and_then(Value::as_str).map(str::to_owned);
     let presented = token.is_some() || nickname.is_some();
@@ -123,22 +124,28 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
         |e: AuthError| ConnectError { message: e.0, data: Some(serde_json::json!({ "code": AuthError::CODE })) };
     let mut resumed = if namespace.recovery() { recover(inner, &namespace, &auth) } else { None };
     if let Some((session, ..)) = &resumed {
-        // The pid is the secret; credentials, when sent again, must be the
-        // same user's.
-        if presented {
-            match inner.core.authenticate(&credentials) {
-                Ok(identity) if identity.user == session.identity().user => {}
+        // The pid is the secret; a user named again must be the same one.
+        let owner = &session.identity().user;
+        match &admission {
+            Admission::ByCore if presented => match inner.core.authenticate(&credentials) {
+                Ok(identity) if identity.user == *owner => {}
                 Ok(_) => resumed = None,
                 Err(e) => return connect_error(conn, name, &refused(e)),
-            }
+            },
+            Admission::ByNamespace(Some(identity)) if identity.user != *owner => resumed = None,
+            _ => {}
         }
     }
     let (session, attachment, replay, recovered) = match resumed {
         Some((session, attachment, replay)) => (session, attachment, replay, true),
         None => {
-            let identity = match inner.core.authenticate(&credentials) {
-                Ok(identity) => identity,
-                Err(e) => return connect_error(conn, name, &refused(e)),
+            let identity = match admission {
+                Admission::ByCore => match inner.core.authenticate(&credentials) {
+                    Ok(identity) => identity,
+                    Err(e) => return connect_error(conn, name, &refused(e)),
+                },
+                Admission::ByNamespace(Some(identity)) => identity,
+                Admission::ByNamespace(None) => crate::namespace::guest(),
             };
             if inner.core.check_capacity().is_err() {
                 let full = ConnectError {
@@ -218,50 +225,11 @@ fn recover(inner: &Inner, namespace: &Namespace, auth: &Value) -> Option<(Arc<Se
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
     use switchboard_core::publication::Publication;
-    use switchboard_core::{Core, SessionLimits};
 
     use super::*;
-    use crate::connection::Mode;
-    use crate::{SocketIo, SocketIoConfig};
-
-    async fn setup() -> (SocketIo, Arc<Connection>) {
-        let core = Core::new(SessionLimits::default());
-        let io = SocketIo::new(core, SocketIoConfig::default(), vec!["*".into()]);
-        let conn = io.inner.open(Mode::Polling).await;
-        (io, conn)
-    }
-
-    fn send(io: &SocketIo, conn: &Arc<Connection>, text: &str) {
-        handle(&io.inner, conn, Incoming::Message(text.into())).unwrap();
-    }
-
-    /// The next `n` packets queued for the transport, as text (binary as
-    /// `<bin:LEN>`), pings skipped.
-    async fn next(conn: &Connection, n: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        for _ in 0..400 {
-            for packet in conn.take_queue() {
-                match packet {
-                    Outgoing::Text(t) if t.as_ref() == b"2" => {}
-                    Outgoing::Text(t) => out.push(String::from_utf8(t.to_vec()).unwrap()),
-                    Outgoing::Binary(b) => out.push(format!("<bin:{}>", b.len())),
-                }
-            }
-            if out.len() >= n {
-                return out;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("expected {n} packets, got {out:?}");
-    }
-
-    fn connect_answer(text: &str) -> Value {
-        serde_json::from_str(text.trim_start_matches("40")).unwrap()
-    }
+    use crate::testing::{connect_answer, next, open, send, setup};
 
     #[tokio::test]
     async fn connect_answers_with_socket_id_and_private_id() {
@@ -332,7 +300,7 @@ mod tests {
         publish(2);
         publish(3);
 
-        let again = io.inner.open(Mode::Polling).await;
+        let again = open(&io).await;
         let auth = json!({ "pid": answer["pid"], "offset": "1" });
         send(&io, &again, &format!("0{auth}"));
         let packets = next(&again, 3).await;
@@ -340,7 +308,7 @@ mod tests {
         assert_eq!(&packets[1..], ["42[\"message\",2,\"2\"]", "42[\"message\",3,\"3\"]"]);
         assert!(again.socket("/").unwrap().recovered());
 
-        let fresh = io.inner.open(Mode::Polling).await;
+        let fresh = open(&io).await;
         send(&io, &fresh, "0{\"pid\":\"00000000000000000000000000000000\",\"offset\":\"1\"}");
         let other = connect_answer(&next(&fresh, 1).await[0]);
         assert_ne!(other["sid"], answer["sid"]);

@@ -78,22 +78,46 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, async {
-        while let Some(Ok(message)) = ws.next().await {
+        let mut probed = false;
+        let mut read_ahead: Option<Message> = None;
+        loop {
+            let message = match read_ahead.take() {
+                Some(message) => message,
+                None => match ws.next().await {
+                    Some(Ok(message)) => message,
+                    _ => return false,
+                },
+            };
             let Some(text) = message.as_text() else {
                 return false;
             };
             match engine::decode_text(text) {
-                Ok(Packet::Ping(data)) if data == "probe" => {
+                Ok(Packet::Ping(data)) if data == "probe" && !probed => {
                     if ws.send(Message::text(String::from("3probe"))).await.is_err() {
                         return false;
                     }
-                    conn.set_mode(Mode::Upgrading);
+                    probed = true;
+                    // An `upgrade` already sent behind the probe completes
+                    // it at once: no Upgrading state in between, so a poll
+                    // the client sent after its `upgrade` cannot be
+                    // answered `noop` as if it came before.
+                    match ws.next().now_or_never() {
+                        Some(Some(Ok(next))) => read_ahead = Some(next),
+                        Some(_) => return false,
+                        None => {}
+                    }
+                    let upgrade_next = read_ahead
+                        .as_ref()
+                        .and_then(Message::as_text)
+                        .is_some_and(|t| matches!(engine::decode_text(t), Ok(Packet::Upgrade)));
+                    if !upgrade_next {
+                        conn.set_mode(Mode::Upgrading);
+                    }
                 }
-                Ok(Packet::Upgrade) if conn.mode() == Mode::Upgrading => return true,
+                Ok(Packet::Upgrade) if probed => return true,
                 _ => return false,
             }
         }
-        false
     })
     .await
     .unwrap_or(false);

@@ -179,6 +179,73 @@ describe('engine.io heartbeat, close and upgrade', () => {
   });
 });
 
+describe('engine.io timeouts on a websocket', () => {
+  const TIMED = { ping_interval: 400, ping_timeout: 300, connect_timeout: 1000 };
+  let timed;
+
+  before(async () => {
+    timed = await startServer(`
+[socketio]
+ping_interval = "${TIMED.ping_interval}ms"
+ping_timeout = "${TIMED.ping_timeout}ms"
+connect_timeout = "${TIMED.connect_timeout}ms"
+`);
+  });
+
+  after(async () => {
+    await timed?.stop();
+  });
+
+  /**
+   * A raw WebSocket that records what it receives (with the time since its
+   * open packet), answers pings when `pong` is set, and resolves `closed`
+   * with the time of the close.
+   */
+  async function rawSocket({ pong, connect }) {
+    const ws = new WebSocket(`ws://127.0.0.1:${timed.port}/socket.io/?EIO=4&transport=websocket`);
+    ws.on('error', () => {});
+    const log = [];
+    let start;
+    ws.on('message', (data) => {
+      const text = data.toString();
+      start ??= Date.now();
+      log.push([Date.now() - start, text]);
+      if (text === '2' && pong) ws.send('3');
+    });
+    const closed = new Promise((resolve) => ws.on('close', () => resolve(Date.now() - start)));
+    await until(() => log.length === 1, 3000, 'the open packet');
+    if (connect) {
+      ws.send('40');
+      await until(() => log.length === 2, 3000, 'the CONNECT answer');
+      assert.match(log[1][1], /^40\{/);
+    }
+    return { ws, log, closed };
+  }
+
+  it('closes a websocket that joins no namespace within connect_timeout, though it answers pings', async () => {
+    const idle = await rawSocket({ pong: true, connect: false });
+    const joined = await rawSocket({ pong: true, connect: true });
+    const at = await idle.closed;
+    assert.ok(at >= TIMED.connect_timeout - 50 && at < TIMED.connect_timeout + 600, `closed after ${at} ms`);
+    const pings = idle.log.filter(([, text]) => text === '2').length;
+    assert.ok(pings >= 2, `it answered ${pings} pings: not a ping timeout`);
+    // The socket that connected to a namespace outlives the connect timeout.
+    await sleep(TIMED.connect_timeout);
+    assert.equal(joined.ws.readyState, WebSocket.OPEN);
+    joined.ws.close();
+  });
+
+  it('closes a websocket that does not answer a ping within ping_timeout', async () => {
+    const silent = await rawSocket({ pong: false, connect: true });
+    const at = await silent.closed;
+    const due = TIMED.ping_interval + TIMED.ping_timeout;
+    assert.ok(at >= due - 50 && at < due + 600, `closed after ${at} ms, due after ${due} ms`);
+    const pings = silent.log.filter(([, text]) => text === '2');
+    assert.equal(pings.length, 1, 'one unanswered ping');
+    assert.ok(pings[0][0] >= TIMED.ping_interval - 50, `the ping came after ${pings[0][0]} ms`);
+  });
+});
+
 for (const transports of [['polling'], ['websocket']]) {
   describe(`socket.io over ${transports[0]} only`, () => {
     it('connects, acks both ways and carries binary', async () => {
@@ -389,15 +456,48 @@ describe('malformed input', () => {
     assert.equal(v, 'still serving');
   });
 
-  it('closes a websocket that sends a bad packet, and one over maxPayload', async () => {
-    for (const bad of ['abc', '4abc', 'x'.repeat(1_000_100)]) {
+  it('closes a websocket that sends a bad packet', async () => {
+    for (const bad of ['abc', '4abc', '40', '42{}']) {
       const ws = new WebSocket(`ws://127.0.0.1:${server.port}/socket.io/?EIO=4&transport=websocket`);
       ws.on('error', () => {});
       const [open] = await once(ws, 'message');
       assert.equal(open.toString()[0], '0');
       ws.send(bad);
+      if (bad === '40') {
+        // A valid CONNECT first: then the bad packet.
+        await once(ws, 'message');
+        ws.send('42');
+      }
       await once(ws, 'close');
     }
+  });
+
+  it('takes a websocket message of maxPayload bytes and closes with 1009 on a valid event over it', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/socket.io/?EIO=4&transport=websocket`);
+    ws.on('error', () => {});
+    const received = [];
+    ws.on('message', (data) => {
+      const text = data.toString();
+      if (text === '2') ws.send('3');
+      else received.push(text);
+    });
+    await until(() => received.length === 1, 3000, 'the open packet');
+    ws.send('40');
+    await until(() => received.length === 2, 3000, 'the CONNECT answer');
+    assert.match(received[1], /^40\{/);
+
+    const [head, tail] = ['421["echo","', '"]'];
+    const exactly = head + 'x'.repeat(1_000_000 - head.length - tail.length) + tail;
+    assert.equal(Buffer.byteLength(exactly), 1_000_000);
+    ws.send(exactly);
+    await until(() => received.length === 3, 5000, 'the ack of a message of maxPayload bytes');
+    assert.equal(received[2], `431["${'x'.repeat(1_000_000 - head.length - tail.length)}"]`);
+
+    const closed = once(ws, 'close');
+    ws.send('42["echo","' + 'x'.repeat(1e6) + '"]');
+    const [code] = await closed;
+    assert.equal(code, 1009, 'WebSocket close 1009: message too big');
+    assert.equal(received.length, 3, 'no echo of the oversized event');
   });
 
   it('ignores events for a namespace the connection did not join', async () => {

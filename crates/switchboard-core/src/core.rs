@@ -18,7 +18,7 @@ use crate::limits::SessionLimits;
 use crate::publication::{Encoder, Kind, NativeEncoder, Publication};
 use crate::registry::Registry;
 use crate::session::{Attachment, EndReason, Session};
-use crate::store::{HistoryQuery, MemoryStore, Retention, Store};
+use crate::store::{HistoryQuery, MemoryStore, RetentionPolicy, Store};
 
 /// Most messages replayed per room when a user comes back online.
 pub const OFFLINE_REPLAY_PER_ROOM: usize = 500;
@@ -33,7 +33,7 @@ pub struct Core {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) store: Arc<dyn Store>,
     authenticator: Arc<dyn Authenticator>,
-    retention: Retention,
+    retention: RetentionPolicy,
 }
 
 /// What a [`Core`] is built from.
@@ -45,8 +45,8 @@ pub struct CoreOptions {
     pub store: Arc<dyn Store>,
     /// Who may connect.
     pub authenticator: Arc<dyn Authenticator>,
-    /// How much history is kept.
-    pub retention: Retention,
+    /// How much history each room keeps, and how often that is applied.
+    pub retention: RetentionPolicy,
     /// Cross-node fan-out; `None` builds a [`LocalBroker`] on the core's hub.
     pub broker: Option<BrokerFactory>,
 }
@@ -61,7 +61,7 @@ impl Default for CoreOptions {
             limits: SessionLimits::default(),
             store: Arc::new(MemoryStore::new()),
             authenticator: Arc::new(DevAuthenticator),
-            retention: Retention::default(),
+            retention: RetentionPolicy::default(),
             broker: None,
         }
     }
@@ -182,25 +182,32 @@ impl Core {
     }
 
     /// Starts the one task that ends sessions whose grace period passed and
-    /// applies history retention now and then.
+    /// applies history retention at start and every `retention.every`.
     pub fn spawn_reaper(self: &Arc<Self>) -> JoinHandle<()> {
         let core = Arc::downgrade(self);
         let every = (self.limits.grace / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let retention_every = self.retention.every.max(Duration::from_millis(10));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut ticks: u64 = 0;
+            let mut reap = tokio::time::interval(every);
+            reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut retain = tokio::time::interval(retention_every);
+            retain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                let Some(core) = core.upgrade() else { return };
-                for (session, rooms) in core.registry.reap(&core.limits) {
-                    tracing::debug!(sid = ?session.id(), "session ended after grace period");
-                    core.after_end(&session, rooms).await;
-                }
-                ticks += 1;
-                if ticks % 600 == 1 {
-                    if let Err(e) = core.store.apply_retention(core.retention).await {
-                        tracing::warn!(error = %e, "retention failed");
+                tokio::select! {
+                    _ = reap.tick() => {
+                        let Some(core) = core.upgrade() else { return };
+                        for (session, rooms) in core.registry.reap(&core.limits) {
+                            tracing::debug!(sid = ?session.id(), "session ended after grace period");
+                            core.after_end(&session, rooms).await;
+                        }
+                    }
+                    _ = retain.tick() => {
+                        let Some(core) = core.upgrade() else { return };
+                        match core.store.apply_retention(&core.retention).await {
+                            Ok(0) => {}
+                            Ok(dropped) => tracing::debug!(dropped, "retention dropped old history"),
+                            Err(e) => tracing::warn!(error = %e, "retention failed"),
+                        }
                     }
                 }
             }
@@ -334,7 +341,7 @@ impl Core {
         for room in &allowed {
             self.join(session, room);
         }
-        let marks = self.store.take_offline_marks(&user).await.unwrap_or_default();
+        let marks = self.offline_marks(session, &allowed).await;
         let mut replayed: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         for room in &allowed {
             let Some(&after) = marks.get(room) else { continue };
@@ -355,6 +362,42 @@ impl Core {
             session.push(frame::rooms_body(None, &summary));
         }
         session.release(|room, id| replayed.get(room).is_some_and(|&last| id <= last));
+    }
+
+    /// Where the replay of each of `rooms` starts for a user's new session.
+    ///
+    /// A room the user's last session left behind has an offline mark (its
+    /// newest message id then). A room without one became the user's
+    /// while no session of the user was in it: a direct-message room the
+    /// other user opened, a membership added through the HTTP API, or any
+    /// room after the node restarted under a connected user (no session
+    /// ended cleanly, so no mark was written). Those replay from the user's
+    /// read mark (0 when the user never read the room), bounded like the
+    /// rest by [`OFFLINE_REPLAY_PER_ROOM`]. A room another session of the
+    /// user on this node is in replays nothing: that session has been
+    /// receiving it live.
+    async fn offline_marks(&self, session: &Arc<Session>, rooms: &[String]) -> std::collections::HashMap<String, u64> {
+        let user = &session.identity().user;
+        let mut marks = self.store.take_offline_marks(user).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the user's offline marks");
+            Default::default()
+        });
+        let others: Vec<Arc<Session>> =
+            self.registry.of_user(user).into_iter().filter(|s| s.id() != session.id()).collect();
+        let unmarked: Vec<&String> =
+            rooms.iter().filter(|room| !marks.contains_key(*room) && !others.iter().any(|s| s.in_room(room))).collect();
+        if unmarked.is_empty() {
+            return marks;
+        }
+        match self.store.read_marks(user).await {
+            Ok(read) => {
+                for room in unmarked {
+                    marks.insert(room.clone(), read.get(room).copied().unwrap_or(0));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the user's read marks; no replay for unmarked rooms"),
+        }
+        marks
     }
 
     /// The user's rooms with their unread counts.
@@ -399,6 +442,31 @@ impl Core {
             self.broker.presence_changed(room, &identity.user, &identity.name, false);
             self.announce(session, room, Kind::PresenceLeave);
         }
+    }
+
+    /// Ends `user`'s membership of `room` (the HTTP API): the store forgets
+    /// it, and the user's sessions on this node leave the room at once, so
+    /// a private room stops reaching them, and each gets a `rooms` frame
+    /// without it. Returns how many sessions left.
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<usize, crate::store::StoreError> {
+        self.store.remove_member(room, user).await?;
+        let sessions: Vec<Arc<Session>> = self.registry.of_user(user).into_iter().filter(|s| s.in_room(room)).collect();
+        if sessions.is_empty() {
+            return Ok(0);
+        }
+        for session in &sessions {
+            self.leave(session, room);
+        }
+        match self.room_summaries(user).await {
+            Ok(summary) => {
+                let frame = frame::rooms_body(None, &summary);
+                for session in &sessions {
+                    session.push(frame.clone());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot tell the removed member's sessions their rooms"),
+        }
+        Ok(sessions.len())
     }
 
     fn announce(&self, session: &Session, room: &str, kind: Kind) {

@@ -202,8 +202,13 @@ impl Core {
         self.broker.publish(event);
     }
 
+    /// A read mark belongs to a room the session is in: unread counts are
+    /// kept for the user's rooms only, and the `read` event goes to the
+    /// room's members, which the session would otherwise not be one of.
     async fn read(&self, session: &Arc<Session>, room: &str, id: u64) -> Result<(), Refusal> {
-        self.may_read(session, room).await?;
+        if !session.in_room(room) {
+            return Err((codes::FORBIDDEN, format!("join room {room:?} before marking it read")));
+        }
         let user = &session.identity().user;
         // A mark past the newest message would hide every later one.
         let last_id = self.store.room(room).await.map_err(|e| store_refusal(&e))?.map_or(0, |r| r.last_id);
@@ -234,33 +239,48 @@ impl Core {
             ts: now_ms(),
             cid: cid.map(str::to_owned),
         };
-        let broker = Arc::clone(&self.broker);
         let session = Arc::clone(session);
         let cid = cid.map(str::to_owned);
+        self.append_and_fan_out(message, move |result| match result {
+            Ok(Appended { message, .. }) => {
+                if let Some(cid) = cid {
+                    let ack = frame::ack_body(&cid, Some(message.id));
+                    session.finish_cid(&cid, ack.clone());
+                    session.push(ack);
+                }
+            }
+            Err(e) => {
+                if let Some(cid) = &cid {
+                    session.forget_cid(cid);
+                }
+                refuse(&session, cid.as_deref(), store_refusal(&e));
+            }
+        });
+    }
+
+    /// The one way a chat message enters history and reaches its room, for
+    /// every publisher (sessions and the HTTP API): appends it, and once it
+    /// is durable (in the store's id order) fans a fresh message out as
+    /// sent by `message.from`, then hands the result to `done`. Counts the
+    /// store latency and the messages in and out on the way.
+    fn append_and_fan_out(
+        &self,
+        message: NewMessage,
+        done: impl FnOnce(Result<Appended, StoreError>) + Send + 'static,
+    ) {
+        let broker = Arc::clone(&self.broker);
+        let from = message.from.clone();
         let started = std::time::Instant::now();
         self.store.append(
             message,
             Box::new(move |result| {
                 metrics::histogram!("switchboard_store_append_seconds").record(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(Appended { message, fresh }) => {
-                        if fresh {
-                            metrics::counter!("switchboard_messages_in_total").increment(1);
-                            broker.publish(Publication::stored(&message, session.public_id()));
-                        }
-                        if let Some(cid) = cid {
-                            let ack = frame::ack_body(&cid, Some(message.id));
-                            session.finish_cid(&cid, ack.clone());
-                            session.push(ack);
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(cid) = &cid {
-                            session.forget_cid(cid);
-                        }
-                        refuse(&session, cid.as_deref(), store_refusal(&e));
-                    }
+                if let Ok(Appended { message, fresh: true }) = &result {
+                    metrics::counter!("switchboard_messages_in_total").increment(1);
+                    metrics::counter!("switchboard_messages_out_total").increment(1);
+                    broker.publish(Publication::stored(message, &from));
                 }
+                done(result);
             }),
         );
     }
@@ -276,7 +296,6 @@ impl Core {
         cid: Option<String>,
     ) -> Result<Arc<StoredMessage>, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let broker = Arc::clone(&self.broker);
         let message = NewMessage {
             room: room.into(),
             user: user.into(),
@@ -286,15 +305,9 @@ impl Core {
             ts: now_ms(),
             cid,
         };
-        self.store.append(
-            message,
-            Box::new(move |result| {
-                if let Ok(Appended { message, fresh: true }) = &result {
-                    broker.publish(Publication::stored(message, "system"));
-                }
-                let _ = tx.send(result.map(|a| a.message));
-            }),
-        );
+        self.append_and_fan_out(message, move |result| {
+            let _ = tx.send(result.map(|a| a.message));
+        });
         rx.await.map_err(|_| StoreError("the store dropped the request".into()))?
     }
 }

@@ -85,6 +85,16 @@ impl Authenticator for DevAuthenticator {
     }
 }
 
+/// Longest user id, in bytes of UTF-8.
+pub const MAX_USER_ID_BYTES: usize = 128;
+
+/// Whether a user id (a JWT's `sub`, a user named by the HTTP API) is
+/// acceptable: 1 to 128 bytes, no `:` (it separates the two users of a
+/// direct-message room name) and no control characters.
+pub fn valid_user_id(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_ID_BYTES && !user.chars().any(|c| c.is_control() || c == ':')
+}
+
 /// Whether a nickname or user id is acceptable: no separators of DM room
 /// names, no control characters, no markup.
 pub fn valid_name(name: &str) -> bool {

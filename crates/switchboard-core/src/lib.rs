@@ -19,6 +19,8 @@
 //! - [`hub`]: rooms and fan-out; one lock per room gives every member the
 //!   same order.
 //! - [`identity`]: users, credentials, the development-mode authenticator.
+//! - [`retention`]: how much history each room keeps, and how often that
+//!   is applied.
 //! - [`store`]: the durable side (history, rooms, memberships, read marks)
 //!   behind a narrow trait, with an in-memory implementation.
 //! - `dispatch`: applying upstream frames (chat, receipts, typing, queries).
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod outbox;
 pub mod publication;
 pub mod registry;
+pub mod retention;
 pub mod session;
 pub mod store;
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
@@ -99,20 +99,7 @@ pub struct RoomInfo {
     pub last_id: u64,
 }
 
-/// How long and how much history is kept per room.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    /// Most messages kept per room.
-    pub max_messages: usize,
-    /// Oldest message kept.
-    pub max_age: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self { max_messages: 10_000, max_age: Duration::from_secs(30 * 24 * 3600) }
-    }
-}
+pub use crate::retention::{Retention, RetentionPolicy, RoomRetention};
 
 /// Durable chat state.
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -149,8 +136,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn mark_offline(&self, user: &str) -> StoreFuture<'_, ()>;
     /// The marks left by [`Store::mark_offline`], consumed.
     fn take_offline_marks(&self, user: &str) -> StoreFuture<'_, HashMap<String, u64>>;
-    /// Drops history beyond the retention bounds.
-    fn apply_retention(&self, retention: Retention) -> StoreFuture<'_, u64>;
+    /// Drops history beyond the retention bounds, each room by its own
+    /// ([`RetentionPolicy::for_room`]); returns how many messages went.
+    fn apply_retention(&self, policy: &RetentionPolicy) -> StoreFuture<'_, u64>;
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -322,11 +310,13 @@ impl Store for MemoryStore {
         ready(self.state.lock().offline.remove(user).unwrap_or_default())
     }
 
-    fn apply_retention(&self, retention: Retention) -> StoreFuture<'_, u64> {
-        let oldest = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
+    fn apply_retention(&self, policy: &RetentionPolicy) -> StoreFuture<'_, u64> {
+        let now = now_ms();
         let mut s = self.state.lock();
         let mut dropped = 0;
-        for messages in s.messages.values_mut() {
+        for (room, messages) in s.messages.iter_mut() {
+            let retention = policy.for_room(room);
+            let oldest = now.saturating_sub(retention.max_age.as_millis() as u64);
             let before = messages.len();
             messages.retain(|_, m| m.ts >= oldest);
             while messages.len() > retention.max_messages {

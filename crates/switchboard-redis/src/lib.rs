@@ -40,7 +40,9 @@ pub struct RedisSettings {
     /// A node that has not sent a heartbeat for this long is dead: its users
     /// drop out of presence and its sessions are not forwarded to.
     pub node_ttl: Duration,
-    /// Most messages kept per room (history stream length).
+    /// Most messages any room's history stream keeps, trimmed on every
+    /// append (the periodic retention pass then trims each room to its own
+    /// bound, which may be lower).
     pub history_max_messages: usize,
     /// Most entries kept in the cross-node events stream.
     pub events_max: usize,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use serde_json::value::RawValue;
 use switchboard_core::store::{
-    now_ms, AppendDone, Appended, HistoryQuery, NewMessage, Retention, RoomInfo, Store, StoreError, StoreFuture,
+    now_ms, AppendDone, Appended, HistoryQuery, NewMessage, RetentionPolicy, RoomInfo, Store, StoreError, StoreFuture,
     StoredMessage,
 };
 use tokio::sync::mpsc;
@@ -284,14 +284,17 @@ impl Store for RedisStore {
         })
     }
 
-    fn apply_retention(&self, retention: Retention) -> StoreFuture<'_, u64> {
+    fn apply_retention(&self, policy: &RetentionPolicy) -> StoreFuture<'_, u64> {
         let backend = self.backend.clone();
+        let policy = policy.clone();
         self.run(async move {
             let mut conn = backend.conn.clone();
-            let oldest = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
+            let now = now_ms();
             let rooms: Vec<String> = conn.smembers(backend.key(&["rooms"])).await?;
             let mut dropped = 0u64;
             for room in rooms {
+                let retention = policy.for_room(&room);
+                let oldest = now.saturating_sub(retention.max_age.as_millis() as u64);
                 let key = backend.key(&["hist", &room]);
                 let before: u64 = conn.xlen(&key).await?;
                 let _: u64 = redis::cmd("XTRIM")

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use switchboard_core::store::{
-    now_ms, AppendDone, Appended, HistoryQuery, NewMessage, Retention, RoomInfo, Store, StoreError, StoreFuture,
+    now_ms, AppendDone, Appended, HistoryQuery, NewMessage, RetentionPolicy, RoomInfo, Store, StoreError, StoreFuture,
     StoredMessage,
 };
 
@@ -353,17 +353,33 @@ impl Store for SqliteStore {
         })
     }
 
-    fn apply_retention(&self, retention: Retention) -> StoreFuture<'_, u64> {
+    fn apply_retention(&self, policy: &RetentionPolicy) -> StoreFuture<'_, u64> {
+        let policy = policy.clone();
         self.run(move |conn| {
-            let oldest = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
-            let mut dropped = conn.execute("DELETE FROM messages WHERE ts < ?1", [oldest])? as u64;
-            dropped += conn.execute(
-                "DELETE FROM messages WHERE (room, id) IN (
-                     SELECT room, id FROM (
-                         SELECT room, id, row_number() OVER (PARTITION BY room ORDER BY id DESC) AS n FROM messages)
-                     WHERE n > ?1)",
-                [retention.max_messages as i64],
-            )? as u64;
+            let now = now_ms();
+            let tx = conn.transaction()?;
+            let mut dropped = 0u64;
+            {
+                let rooms: Vec<String> = {
+                    let mut stmt = tx.prepare_cached("SELECT DISTINCT room FROM messages")?;
+                    let rows = stmt.query_map([], |r| r.get(0))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut aged = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND ts < ?2")?;
+                // Everything up to the newest message beyond the bound.
+                let mut counted = tx.prepare_cached(
+                    "DELETE FROM messages WHERE room = ?1 AND id <= (
+                         SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                )?;
+                for room in &rooms {
+                    let retention = policy.for_room(room);
+                    let oldest = now.saturating_sub(retention.max_age.as_millis() as u64);
+                    dropped += aged.execute(params![room, oldest.min(i64::MAX as u64) as i64])? as u64;
+                    let keep = retention.max_messages.min(i64::MAX as usize) as i64;
+                    dropped += counted.execute(params![room, keep])? as u64;
+                }
+            }
+            tx.commit()?;
             Ok(dropped)
         })
     }

@@ -1,6 +1,8 @@
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
+use switchboard_core::store::{Retention, RoomRetention};
+
 use super::*;
 
 fn message(room: &str, text: &str, cid: Option<&str>) -> NewMessage {
@@ -77,13 +79,48 @@ async fn retention_by_count_keeps_newest_and_ids_never_reused() {
         append(&store, message("r", &format!("{i}"), None)).unwrap();
     }
     let dropped =
-        store.apply_retention(Retention { max_messages: 5, max_age: Duration::from_secs(3600) }).await.unwrap();
+        store.apply_retention(&Retention { max_messages: 5, max_age: Duration::from_secs(3600) }.into()).await.unwrap();
     assert_eq!(dropped, 15);
     let left = store.history("r", HistoryQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(left.iter().map(|m| m.id).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
     assert_eq!(append(&store, message("r", "x", None)).unwrap().message.id, 21);
-    let aged = store.apply_retention(Retention { max_messages: 100, max_age: Duration::ZERO }).await.unwrap();
+    let aged = store.apply_retention(&Retention { max_messages: 100, max_age: Duration::ZERO }.into()).await.unwrap();
     assert!(aged >= 1);
+}
+
+#[tokio::test]
+async fn retention_applies_each_rooms_own_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    for room in ["lobby", "dm:a:b", "random"] {
+        for i in 0..10 {
+            append(&store, message(room, &format!("{i}"), None)).unwrap();
+        }
+    }
+    let hour = Duration::from_secs(3600);
+    let policy = RetentionPolicy {
+        default: Retention { max_messages: 8, max_age: hour },
+        rooms: vec![
+            RoomRetention { pattern: "lobby".into(), max_messages: Some(3), max_age: None },
+            RoomRetention { pattern: "dm:*".into(), max_messages: None, max_age: Some(Duration::ZERO) },
+        ],
+        every: hour,
+    };
+    // Every message is now older than max_age 0 (which keeps a message of
+    // this very millisecond).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let dropped = store.apply_retention(&policy).await.unwrap();
+    let ids = |room: &'static str| {
+        let store = &store;
+        async move {
+            let page = store.history(room, HistoryQuery { limit: 100, ..Default::default() }).await.unwrap();
+            page.iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("lobby").await, vec![8, 9, 10]);
+    assert_eq!(ids("random").await, (3..=10).collect::<Vec<_>>());
+    assert_eq!(ids("dm:a:b").await, Vec::<u64>::new(), "max_age 0 drops every message of the dm rooms");
+    assert_eq!(dropped, 7 + 2 + 10);
 }
 
 #[tokio::test]

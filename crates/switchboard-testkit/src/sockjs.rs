@@ -104,6 +104,7 @@ pub async fn chunk(response: &mut HttpResponse) -> anyhow::Result<Option<String>
 pub struct TextSocket {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     close_code: Option<u16>,
+    close_reason: Option<String>,
     closed: bool,
 }
 
@@ -112,7 +113,7 @@ impl TextSocket {
     pub async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
         let url = format!("ws://{addr}{path}");
         let (socket, _response) = ClientBuilder::new().uri(&url)?.connect().await?;
-        Ok(Self { socket, close_code: None, closed: false })
+        Ok(Self { socket, close_code: None, close_reason: None, closed: false })
     }
 
     /// Sends one text message.
@@ -134,8 +135,9 @@ impl TextSocket {
                     if let Some(text) = message.as_text() {
                         return Ok(Some(text.to_owned()));
                     }
-                    if let Some((code, _)) = message.as_close() {
+                    if let Some((code, reason)) = message.as_close() {
                         self.close_code = Some(code.into());
+                        self.close_reason = Some(reason.to_owned());
                         self.closed = true;
                     }
                 }
@@ -147,5 +149,10 @@ impl TextSocket {
     /// The code of the server's close frame, once closed.
     pub fn close_code(&self) -> Option<u16> {
         self.close_code
+    }
+
+    /// The reason of the server's close frame, once closed.
+    pub fn close_reason(&self) -> Option<&str> {
+        self.close_reason.as_deref()
     }
 }

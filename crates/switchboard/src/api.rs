@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use switchboard_core::frame::valid_room;
+use switchboard_core::identity::{valid_name, valid_user_id, MAX_NAME_CHARS};
 use switchboard_core::store::{HistoryQuery, StoredMessage};
 use switchboard_core::{codes, Core};
 use switchboard_transports::response::{self, Body};
@@ -19,6 +20,9 @@ use switchboard_transports::router::bearer;
 
 /// Largest API request body.
 const MAX_API_BODY: usize = 1024 * 1024;
+
+/// What a user id must be (the rule of a JWT's `sub`).
+const USER_ID_RULE: &str = "a user id is 1 to 128 bytes, no ':' or control characters";
 
 /// Answers one `/api/v1/...` request.
 pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<Incoming>) -> Response<Body> {
@@ -58,12 +62,16 @@ pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<In
                 core.who(room).await.into_iter().map(|(user, name)| json!({"user": user, "name": name})).collect();
             ok(json!({ "room": room, "users": users }))
         }
+        (Method::PUT | Method::DELETE, ["rooms", _, "members", user]) if !valid_user_id(user) => {
+            bad_request(USER_ID_RULE)
+        }
         (Method::PUT, ["rooms", room, "members", user]) => match core.store().add_member(room, user).await {
             Ok(()) => no_content(),
             Err(e) => store_error(&e),
         },
-        (Method::DELETE, ["rooms", room, "members", user]) => match core.store().remove_member(room, user).await {
-            Ok(()) => no_content(),
+        // The user's live sessions leave the room too (on this node).
+        (Method::DELETE, ["rooms", room, "members", user]) => match core.remove_member(room, user).await {
+            Ok(_) => no_content(),
             Err(e) => store_error(&e),
         },
         (Method::POST, ["users", user, "disconnect"]) => {
@@ -149,6 +157,14 @@ async fn post_message(core: &Arc<Core>, room: &str, request: Request<Incoming>) 
         Err(response) => return response,
     };
     let user = body.user.unwrap_or_else(|| "system".into());
+    if !valid_user_id(&user) {
+        return bad_request(&format!("user: {USER_ID_RULE}"));
+    }
+    if body.name.as_deref().is_some_and(|name| !valid_name(name)) {
+        return bad_request(&format!(
+            "name: a display name is 1 to {MAX_NAME_CHARS} characters of letters, digits, '-', '_', '.' or '@'"
+        ));
+    }
     let name = body.name.unwrap_or_else(|| user.clone());
     match core.post_message(room, &user, &name, body.data, body.cid).await {
         Ok(m) => created(json!({ "room": room, "id": m.id, "ts": m.ts })),
@@ -221,6 +237,9 @@ async fn create_room(core: &Arc<Core>, request: Request<Incoming>) -> Response<B
     };
     if !valid_room(&body.name) || body.name.starts_with(switchboard_core::DM_PREFIX) {
         return bad_request("name must be 1 to 128 characters, no control characters, not starting with dm:");
+    }
+    if let Some(bad) = body.members.iter().find(|m| !valid_user_id(m)) {
+        return bad_request(&format!("member {bad:?}: {USER_ID_RULE}"));
     }
     if let Err(e) = core.store().put_room(&body.name, body.private).await {
         return store_error(&e);

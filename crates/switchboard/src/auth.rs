@@ -8,7 +8,7 @@
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use switchboard_core::identity::{valid_name, AuthError, Authenticator, Credentials, Identity};
+use switchboard_core::identity::{valid_name, valid_user_id, AuthError, Authenticator, Credentials, Identity};
 
 /// Verifies client JWTs.
 pub struct JwtAuthenticator {
@@ -69,7 +69,7 @@ impl Authenticator for JwtAuthenticator {
         let claims = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError(format!("invalid token: {e}")))?
             .claims;
-        if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(|c| c.is_control() || c == ':') {
+        if !valid_user_id(&claims.sub) {
             return Err(AuthError(
                 "invalid token: sub must be 1 to 128 characters, no ':' or control characters".into(),
             ));

@@ -5,11 +5,13 @@
 //! `SWITCHBOARD_GRACE=10s`, `SWITCHBOARD_ALLOWED_ORIGINS='["https://a.example"]'`),
 //! then command-line flags. Durations are written like `30s`, `250ms`, `2m`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchboard_core::retention::{Retention, RetentionPolicy, RoomRetention};
 use switchboard_core::SessionLimits;
 use switchboard_transports::TransportConfig;
 
@@ -90,6 +92,14 @@ pub struct Config {
     /// Oldest message kept.
     #[serde(with = "humantime_serde")]
     pub history_max_age: Duration,
+    /// How often history retention runs (the first time at start).
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
+    /// Per-room retention (`[retention."ROOM"]`, or `[retention."PREFIX*"]`
+    /// for every room whose name starts with PREFIX): an exact name beats
+    /// a prefix, a longer prefix a shorter one; what an entry leaves out
+    /// comes from `history_max_messages` and `history_max_age`.
+    pub retention: BTreeMap<String, RoomRetentionConfig>,
     /// Chat messages per second per session (burst: 4×).
     pub rate_messages: f64,
     /// Typing events per second per session (burst: 2×).
@@ -117,6 +127,18 @@ pub struct Config {
     /// presence and its sessions are given up.
     #[serde(with = "humantime_serde")]
     pub node_ttl: Duration,
+}
+
+/// The retention of the rooms one `[retention."PATTERN"]` entry names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRetentionConfig {
+    /// Most messages kept in each of these rooms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<usize>,
+    /// Oldest message kept in each of these rooms.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
 }
 
 /// How publications reach other nodes.
@@ -174,6 +196,8 @@ impl Default for Config {
             api_key: None,
             history_max_messages: 10_000,
             history_max_age: Duration::from_secs(30 * 24 * 3600),
+            retention_interval: switchboard_core::retention::DEFAULT_RETENTION_INTERVAL,
+            retention: BTreeMap::new(),
             rate_messages: session.rate_messages.0,
             rate_typing: session.rate_typing.0,
             rate_joins: session.rate_joins.0,
@@ -206,9 +230,21 @@ impl Config {
         }
     }
 
-    /// How much history is kept.
-    pub fn retention(&self) -> switchboard_core::store::Retention {
-        switchboard_core::store::Retention { max_messages: self.history_max_messages, max_age: self.history_max_age }
+    /// How much history each room keeps, and how often that is applied.
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            default: Retention { max_messages: self.history_max_messages, max_age: self.history_max_age },
+            rooms: self
+                .retention
+                .iter()
+                .map(|(pattern, r)| RoomRetention {
+                    pattern: pattern.clone(),
+                    max_messages: r.max_messages,
+                    max_age: r.max_age,
+                })
+                .collect(),
+            every: self.retention_interval,
+        }
     }
 
     /// The settings of the transport edge.

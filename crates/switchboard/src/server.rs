@@ -157,7 +157,7 @@ impl App {
                     key_prefix: config.redis_key_prefix.clone(),
                     advertise,
                     node_ttl: config.node_ttl,
-                    history_max_messages: config.history_max_messages,
+                    history_max_messages: config.retention_policy().most_messages(),
                     events_max: 100_000,
                 })
                 .await
@@ -181,7 +181,7 @@ impl App {
             limits: config.session_limits(),
             store,
             authenticator,
-            retention: config.retention(),
+            retention: config.retention_policy(),
             broker,
         });
         let edge = Switchboard::new(Arc::clone(&core), config.transport());

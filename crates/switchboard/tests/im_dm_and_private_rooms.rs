@@ -106,3 +106,55 @@ async fn members_of_a_private_room_are_joined_automatically() {
     })
     .await;
 }
+
+/// Removing a member through the API takes the user's live sessions out of
+/// the room at once: each gets a `rooms` frame without it, receives nothing
+/// more from it, and may neither publish there nor join again; the room
+/// sees the user leave.
+#[tokio::test]
+async fn removing_a_member_takes_the_live_sessions_out_of_the_room() {
+    bounded(async {
+        let server = TestServer::start_with(|c| c.api_key = Some(KEY.into())).await;
+        let addr = server.addr();
+        let api = Api::new(addr, Some(KEY));
+        let (status, body) =
+            api.post("/rooms", json!({"name": "staff", "private": true, "members": ["alice", "carol"]})).await?;
+        assert_eq!(status, 201, "{body}");
+        let mut alice = ChatClient::connect(addr, "alice").await?;
+        let mut carol = ChatClient::connect(addr, "carol").await?;
+        let mut carol_phone = ChatClient::connect(addr, "carol").await?;
+        for client in [&mut alice, &mut carol, &mut carol_phone] {
+            client.join("staff").await?;
+        }
+        let before = alice.publish("staff", json!("before")).await?;
+        for carol in [&mut carol, &mut carol_phone] {
+            assert_eq!(carol.skip_to("msg").await?.u64("id"), Some(before));
+        }
+
+        let (status, body) = api.delete("/rooms/staff/members/carol").await?;
+        assert_eq!(status, 204, "{body}");
+        alice.skip_to_presence("carol", "leave").await?;
+        for carol in [&mut carol, &mut carol_phone] {
+            let rooms = carol.skip_to("rooms").await?;
+            assert!(rooms.cid().is_none(), "told unasked: {rooms}");
+            let listed = rooms.value()["rooms"].as_array().cloned().unwrap_or_default();
+            assert!(listed.iter().all(|r| r["room"] != "staff"), "staff still listed: {rooms}");
+        }
+
+        let after = alice.publish("staff", json!("after")).await?;
+        api.publish("staff", json!({"data": "from the back-end"})).await?;
+        assert_eq!(alice.skip_to("msg").await?.u64("id"), Some(after));
+        for carol in [&mut carol, &mut carol_phone] {
+            let seen = carol.sync().await?;
+            assert!(seen.iter().all(|f| f.typ() != "msg"), "carol still receives staff: {seen:?}");
+            carol.refused_with(json!({"type": "publish", "room": "staff", "data": "hi"}), 4403).await?;
+            carol.refused_with(json!({"type": "join", "room": "staff"}), 4403).await?;
+        }
+        let (status, presence) = api.get("/rooms/staff/presence").await?;
+        assert_eq!(status, 200, "{presence}");
+        assert_eq!(presence["users"], json!([{"user": "alice", "name": "alice"}]), "{presence}");
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}

@@ -229,6 +229,25 @@ async fn bad_requests_get_json_errors() {
         assert_eq!(response.status, 400);
         let (status, body) = api.post("/rooms", json!({"name": "dm:alice:bob", "private": true})).await?;
         assert_error(status, &body, 400, 4400);
+        // User ids follow the rule of a JWT's `sub`; names the nickname rule.
+        for body in [
+            json!({"data": 1, "user": "mallory:x"}),
+            json!({"data": 1, "user": ""}),
+            json!({"data": 1, "user": "line\nbreak"}),
+            json!({"data": 1, "user": "u".repeat(129)}),
+            json!({"data": 1, "user": "bob", "name": "<script>"}),
+        ] {
+            let (status, answer) = api.post("/rooms/lobby/messages", body.clone()).await?;
+            assert_error(status, &answer, 400, 4400);
+            assert!(
+                answer["message"].as_str().is_some_and(|m| m.contains("user") || m.contains("name")),
+                "{body}: {answer}"
+            );
+        }
+        let (status, body) = api.put("/rooms/lobby/members/a%3Ab").await?;
+        assert_error(status, &body, 400, 4400);
+        let (status, body) = api.post("/rooms", json!({"name": "staff", "members": ["ok", "not:ok"]})).await?;
+        assert_error(status, &body, 400, 4400);
         let big = "x".repeat(1024 * 1024 + 1);
         let (status, body) = api.post("/rooms/lobby/messages", json!({"data": big})).await?;
         assert_error(status, &body, 413, 4413);

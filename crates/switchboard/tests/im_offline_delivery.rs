@@ -2,11 +2,13 @@
 //! remembers where the user's rooms stood; the user's next new session gets,
 //! right after `welcome`, every message posted since (up to 500 per room,
 //! oldest first; older ones by `history`), then a `rooms` frame with unread
-//! counts.
+//! counts. Rooms that became the user's while no session of the user was in
+//! them (a DM opened by the other user, a membership added through the API,
+//! any room after a restart) are replayed from the user's read mark.
 
 use std::time::Duration;
 
-use switchboard_testkit::im::{room_entry, rooms_of, wait_session_ended, ChatClient};
+use switchboard_testkit::im::{room_entry, rooms_of, wait_session_ended, Api, ChatClient};
 use switchboard_testkit::{bounded, json, Frame, TestServer};
 
 const GRACE: Duration = Duration::from_millis(300);
@@ -282,6 +284,124 @@ async fn replay_and_live_delivery_do_not_overlap() {
             seen.len(),
             seen.windows(2).filter(|w| w[1] != w[0] + 1).collect::<Vec<_>>()
         );
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// A direct-message room opened while the other user was offline has no
+/// offline mark (the mark is written when a session ends, for the rooms
+/// the user had then): its messages are replayed from the user's read mark,
+/// which bob never set there, so all of them, before the `rooms` frame.
+#[tokio::test]
+async fn a_dm_opened_while_offline_is_replayed_on_the_next_session() {
+    bounded(async {
+        let server = TestServer::start_with(|c| c.grace = GRACE).await;
+        let addr = server.addr();
+        let mut alice = ChatClient::connect(addr, "alice").await?;
+        alice.join(ROOM).await?;
+        let mut bob = ChatClient::connect(addr, "bob").await?;
+        bob.join(ROOM).await?;
+        go_offline(&server, bob).await?;
+
+        const DM: &str = "dm:alice:bob";
+        alice.join(DM).await?;
+        let mut sent = Vec::new();
+        for n in 0..3 {
+            sent.push((DM.to_owned(), alice.publish(DM, json!({"dm": n})).await?));
+        }
+        sent.push((ROOM.to_owned(), alice.publish(ROOM, json!("in the lobby")).await?));
+
+        let mut bob = ChatClient::connect(addr, "bob").await?;
+        let frames = until_rooms(&mut bob).await?;
+        let (rooms, before_rooms) = frames.split_last().expect("at least the rooms frame");
+        let mut got: Vec<(String, u64)> = before_rooms
+            .iter()
+            .filter(|f| f.typ() == "msg")
+            .map(|m| (m.str("room").unwrap_or_default().to_owned(), m.u64("id").unwrap_or(0)))
+            .collect();
+        let dm_ids: Vec<u64> = got.iter().filter(|(r, _)| r == DM).map(|(_, id)| *id).collect();
+        assert_eq!(dm_ids, [1, 2, 3], "the DM replayed in id order, before rooms: {before_rooms:?}");
+        got.sort();
+        sent.sort();
+        assert_eq!(got, sent, "every room's messages once: {before_rooms:?}");
+        let dm = room_entry(&rooms_of(rooms)?, DM)?.clone();
+        assert_eq!((&dm["last_id"], &dm["read"], &dm["unread"]), (&json!(3), &json!(0), &json!(3)), "{rooms}");
+
+        // Live from now on, once.
+        let live = alice.publish(DM, json!("live")).await?;
+        assert_eq!(bob.skip_to("msg").await?.u64("id"), Some(live));
+        assert!(bob.sync().await?.iter().all(|f| f.typ() != "msg"));
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// A user who has never connected, made a member of a private room through
+/// the HTTP API: the first session gets what was posted there.
+#[tokio::test]
+async fn a_membership_added_through_the_api_is_replayed_on_the_next_session() {
+    bounded(async {
+        const KEY: &str = "offline-key";
+        let server = TestServer::start_with(|c| {
+            c.grace = GRACE;
+            c.api_key = Some(KEY.into());
+        })
+        .await;
+        let addr = server.addr();
+        let api = Api::new(addr, Some(KEY));
+        let (status, body) =
+            api.post("/rooms", json!({"name": "staff", "private": true, "members": ["alice"]})).await?;
+        assert_eq!(status, 201, "{body}");
+        api.publish("staff", json!({"data": "before carol"})).await?;
+        let (status, body) = api.put("/rooms/staff/members/carol").await?;
+        assert_eq!(status, 204, "{body}");
+        api.publish("staff", json!({"data": "welcome carol"})).await?;
+
+        let mut carol = ChatClient::connect(addr, "carol").await?;
+        let frames = until_rooms(&mut carol).await?;
+        let types: Vec<&str> = frames.iter().map(Frame::typ).collect();
+        assert_eq!(types, ["msg", "msg", "rooms"], "after welcome: {frames:?}");
+        let data: Vec<Option<&serde_json::Value>> = frames[..2].iter().map(Frame::data).collect();
+        assert_eq!(data, [Some(&json!("before carol")), Some(&json!("welcome carol"))]);
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// The node restarted while bob was connected: his session never ended
+/// cleanly, so no offline mark was written. His next session (on the new
+/// process, same history file) replays what is above his read mark.
+#[tokio::test]
+async fn after_a_restart_the_replay_starts_at_the_read_mark() {
+    bounded(async {
+        let dir = tempfile::tempdir()?;
+        let on_disk = |c: &mut switchboard_testkit::Config| {
+            c.grace = GRACE;
+            c.store = switchboard::config::StoreKind::Sqlite;
+            c.data_dir = dir.path().to_owned();
+        };
+        let server = TestServer::start_with(on_disk).await;
+        let mut alice = ChatClient::connect(server.addr(), "alice").await?;
+        alice.join(ROOM).await?;
+        let mut bob = ChatClient::connect(server.addr(), "bob").await?;
+        bob.join(ROOM).await?;
+        let first = alice.publish(ROOM, json!(0)).await?;
+        let second = alice.publish(ROOM, json!(1)).await?;
+        bob.acked(json!({"type": "read", "room": ROOM, "id": first})).await?;
+        assert_eq!(bob.skip_to("msg").await?.u64("id"), Some(first));
+        server.shutdown().await;
+
+        let server = TestServer::start_with(on_disk).await;
+        let mut alice = ChatClient::connect(server.addr(), "alice").await?;
+        let third = alice.publish(ROOM, json!(2)).await?;
+        let mut bob = ChatClient::connect(server.addr(), "bob").await?;
+        let frames = until_rooms(&mut bob).await?;
+        let ids: Vec<u64> = frames.iter().filter(|f| f.typ() == "msg").filter_map(|f| f.u64("id")).collect();
+        assert_eq!(ids, [second, third], "everything above bob's read mark {first}: {frames:?}");
         server.shutdown().await;
         Ok(())
     })

@@ -87,3 +87,33 @@ async fn read_in_a_forbidden_room_is_refused() {
     })
     .await;
 }
+
+/// A read mark belongs to a room the session is in (docs/protocol.md §7):
+/// in a public room it has not joined the answer is `error` 4403, nothing
+/// is stored (unread counts stay) and the room hears no `read` event.
+#[tokio::test]
+async fn read_in_a_room_not_joined_is_refused() {
+    bounded(async {
+        let server = TestServer::start().await;
+        let addr = server.addr();
+        let mut alice = ChatClient::connect(addr, "alice").await?;
+        alice.join(ROOM).await?;
+        alice.publish(ROOM, json!("one")).await?;
+        alice.sync().await?;
+        let mut bob = ChatClient::connect(addr, "bob").await?;
+        let error = bob.refused_with(json!({"type": "read", "room": ROOM, "id": 1}), 4403).await?;
+        assert!(error.str("message").is_some_and(|m| m.contains("join")), "{error}");
+        let seen = alice.sync().await?;
+        assert!(seen.iter().all(|f| f.typ() != "read"), "{seen:?}");
+
+        // Joined, bob's mark is stored: nothing of it was stored before.
+        bob.join(ROOM).await?;
+        let lobby = bob.rooms().await?.into_iter().find(|r| r["room"] == ROOM).expect("lobby listed");
+        assert_eq!((&lobby["read"], &lobby["unread"]), (&json!(0), &json!(1)), "{lobby}");
+        bob.acked(json!({"type": "read", "room": ROOM, "id": 1})).await?;
+        assert_eq!(alice.skip_to("read").await?.str("user"), Some("bob"));
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}

@@ -122,6 +122,7 @@ async fn raw_websocket_has_no_framing() {
         let mut closed = TextSocket::connect(server.addr(), "/close/websocket").await?;
         assert_eq!(closed.recv().await?, None);
         assert_eq!(closed.close_code(), Some(3000));
+        assert_eq!(closed.close_reason(), Some("Go away!"));
         Ok(())
     })
     .await;

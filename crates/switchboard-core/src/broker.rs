@@ -14,11 +14,11 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use crate::id::SessionId;
-
+use crate::core::Core;
 use crate::hub::Hub;
+use crate::id::SessionId;
 use crate::publication::Publication;
 
 /// Delivers room publications to every node's members.
@@ -45,11 +45,34 @@ pub trait Broker: Send + Sync + fmt::Debug {
     fn session_ended(&self, _sid: SessionId) {}
 
     /// The address of the live node where session `sid` lives, when that is
-    /// another node.
-    fn locate(&self, _sid: &str) -> BrokerFuture<'_, Option<SocketAddr>> {
-        Box::pin(std::future::ready(None))
+    /// another node; `Ok(None)` when no live node has it (this one aside).
+    /// `Err` when the directory cannot be read now: the session may well
+    /// live, so the caller must answer "try again", never "gone".
+    fn locate(&self, _sid: &str) -> BrokerFuture<'_, Result<Option<SocketAddr>, BrokerError>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// A request relayed to `node` found nobody listening there: the node
+    /// is taken for dead (its sessions gone) until it shows it lives.
+    fn home_unreachable(&self, _node: SocketAddr) {}
+
+    /// Tells the other nodes to end every session of `user` there (this
+    /// node ends its own); they act on it through the core given to
+    /// [`Broker::bind_core`].
+    fn disconnect_user(&self, _user: &str) -> BrokerFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Gives the broker the core it serves, once it is built, so that
+    /// requests from other nodes ([`Broker::disconnect_user`]) reach it.
+    fn bind_core(&self, _core: Weak<Core>) {}
 }
+
+/// A broker call that could not be done: the shared state (Redis) is out of
+/// reach. Nothing was changed; the caller may try again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("broker unavailable: {0}")]
+pub struct BrokerError(pub String);
 
 /// A boxed future of a broker call.
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

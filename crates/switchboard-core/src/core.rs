@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, BrokerError, LocalBroker};
 use crate::codes;
 use crate::frame::{self, Downstream, RoomSummary};
 use crate::hub::Hub;
@@ -92,6 +92,10 @@ pub enum AttachError {
     /// The node holds `max_sessions` sessions already.
     #[error("server full")]
     Full,
+    /// Whether the session lives cannot be told now (the cluster's Redis
+    /// is unreachable); the client resumes after a pause.
+    #[error("session directory unavailable")]
+    Unavailable,
 }
 
 impl AttachError {
@@ -102,6 +106,11 @@ impl AttachError {
             AttachError::Ended(reason) => reason.close_frame(),
             AttachError::Unauthorized(e) => frame::close(codes::UNAUTHORIZED, &e.0, false),
             AttachError::Full => frame::close(codes::SERVER_FULL, "server full; retry later", true),
+            AttachError::Unavailable => frame::close(
+                codes::STORE_FAILED,
+                "the cluster's shared store is unreachable; resume this session after a short pause",
+                true,
+            ),
         }
     }
 
@@ -112,6 +121,7 @@ impl AttachError {
             AttachError::Ended(reason) => reason.code(),
             AttachError::Unauthorized(_) => codes::UNAUTHORIZED,
             AttachError::Full => codes::SERVER_FULL,
+            AttachError::Unavailable => codes::STORE_FAILED,
         }
     }
 }
@@ -149,7 +159,7 @@ impl Core {
             Some(factory) => factory(Arc::clone(&hub)),
             None => Arc::new(LocalBroker::new(Arc::clone(&hub))),
         };
-        Arc::new(Self {
+        let core = Arc::new(Self {
             limits: options.limits,
             shutting_down: AtomicBool::new(false),
             registry: Registry::default(),
@@ -158,7 +168,9 @@ impl Core {
             store: options.store,
             authenticator: options.authenticator,
             retention: options.retention,
-        })
+        });
+        core.broker.bind_core(Arc::downgrade(&core));
+        core
     }
 
     /// The limits sessions are held to.
@@ -214,6 +226,25 @@ impl Core {
         })
     }
 
+    /// Why session `sid` is not on this node, as the answer to give: gone
+    /// ([`AttachError::UnknownSession`]), or, when the broker cannot read
+    /// its directory now (Redis unreachable) or says the session lives on
+    /// a node this request was not relayed to, not known for sure
+    /// ([`AttachError::Unavailable`]: try again, the session may live).
+    pub async fn missing_session(&self, sid: &str) -> AttachError {
+        match self.broker.locate(sid).await {
+            Ok(None) => AttachError::UnknownSession,
+            // It lives on another node, but this request did not get there
+            // (the directory could not be read a moment ago): try again.
+            Ok(Some(_)) => AttachError::Unavailable,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether a session lives; answering try again");
+                codes::count_error(codes::STORE_FAILED);
+                AttachError::Unavailable
+            }
+        }
+    }
+
     /// Looks up a session by its textual id.
     pub fn session(&self, sid: &str) -> Option<Arc<Session>> {
         SessionId::parse(sid).and_then(|id| self.registry.get(id))
@@ -267,7 +298,10 @@ impl Core {
         }
         let (session, created) = match sid {
             Some(sid) => {
-                let session = self.session(sid).ok_or(AttachError::UnknownSession)?;
+                let session = match self.session(sid) {
+                    Some(session) => session,
+                    None => return Err(self.missing_session(sid).await),
+                };
                 if credentials.token.is_some() || credentials.name.is_some() {
                     let identity = self.authenticate(credentials).map_err(AttachError::Unauthorized)?;
                     if identity.user != session.identity().user {
@@ -520,9 +554,20 @@ impl Core {
         }
     }
 
-    /// Ends every session of `user` (their attachments close with 4005);
-    /// returns how many.
-    pub async fn disconnect_user(&self, user: &str) -> usize {
+    /// Ends every session of `user` on every node (their attachments close
+    /// with 4005): this node's at once, the others' through the broker.
+    /// Returns how many ended here; `Err` when the other nodes could not be
+    /// told (this node's sessions are ended all the same).
+    pub async fn disconnect_user(&self, user: &str) -> Result<usize, BrokerError> {
+        let here = self.disconnect_local(user).await;
+        self.broker.disconnect_user(user).await?;
+        Ok(here)
+    }
+
+    /// Ends every session of `user` on this node (their attachments close
+    /// with 4005); returns how many. The broker calls it when another node
+    /// was asked to disconnect the user.
+    pub async fn disconnect_local(&self, user: &str) -> usize {
         let sessions = self.registry.of_user(user);
         for session in &sessions {
             session.kick();

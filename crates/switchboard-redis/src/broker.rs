@@ -1,56 +1,29 @@
-//! Cross-node fan-out, presence and the session directory, in Redis.
+//! Cross-node fan-out, and the broker that ties together presence
+//! ([`crate::presence`]) and the session directory ([`crate::directory`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::ops::Not;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::value::RawValue;
-use switchboard_core::broker::{Broker, BrokerFuture};
+use switchboard_core::broker::{Broker, BrokerError, BrokerFuture};
 use switchboard_core::hub::Hub;
 use switchboard_core::id::SessionId;
 use switchboard_core::publication::{Kind, Publication};
 use switchboard_core::store::now_ms;
+use switchboard_core::Core;
 
-use crate::{manager_config, RedisBackend};
+use crate::directory::Directory;
+use crate::{manager_config, presence, RedisBackend};
 
-/// How long a session's directory entry lives at most (a node that dies
-/// leaves entries behind; they point to a dead node and are ignored).
-const DIRECTORY_TTL_SECS: u64 = 24 * 3600;
-/// Separates node and user in presence fields.
-const SEP: char = '\u{1f}';
-
-/// Records that a user came to (`ARGV[4]` = 1) or left a room on this node
-/// and appends the `join` or `leave` event (the fields from `ARGV[9]` on)
-/// only when no other live node has the user in the room: a user with
-/// sessions on several nodes is announced once and leaves once. One script,
-/// so two nodes changing the same user at the same moment cannot both (or
-/// neither) announce it.
-const PRESENCE: &str = r#"
-local presence, node_rooms, nodes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local node, user, name, present, room = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local alive_since, sep, evmax = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local mine = node .. sep .. user
-local elsewhere = false
-for _, field in ipairs(redis.call('HKEYS', presence)) do
-  local at = string.find(field, sep, 1, true)
-  if at and field ~= mine and string.sub(field, at + 1) == user then
-    local beat = tonumber(redis.call('ZSCORE', nodes, string.sub(field, 1, at - 1)) or '0')
-    if beat >= alive_since then elsewhere = true end
-  end
-end
-if present == '1' then
-  redis.call('HSET', presence, mine, name)
-  redis.call('SADD', node_rooms, room)
-else
-  redis.call('HDEL', presence, mine)
-end
-if elsewhere then return 0 end
-redis.call('XADD', events, 'MAXLEN', '~', evmax, '*', unpack(ARGV, 9))
-return 1
-"#;
+/// The `k` field of an events-stream entry asking every node to end a
+/// user's sessions (its other fields: `user`, and `node`, the node that
+/// was asked and has ended its own already).
+const KICK: &str = "kick";
 
 /// The Redis broker of one node.
 #[derive(Debug)]
@@ -60,6 +33,17 @@ pub struct RedisBroker {
     node: String,
     /// This node's presence changes, applied in order by one task.
     presence: tokio::sync::mpsc::UnboundedSender<Publication>,
+    directory: Directory,
+    /// The core this broker serves (requests from other nodes reach it).
+    core: OnceLock<Weak<Core>>,
+    /// Since when this node's heartbeats reach Redis without a break.
+    /// Others' heartbeats are judged only after a whole TTL of that: after
+    /// a Redis outage every node's last heartbeat is old, and each must get
+    /// the chance to beat again before anyone calls it dead.
+    healthy_since: Mutex<Option<Instant>>,
+    /// Nodes a relay could not reach, with when (ms since the epoch): dead
+    /// to this node until they beat again.
+    unreachable: Mutex<HashMap<String, u64>>,
 }
 
 impl RedisBroker {
@@ -68,8 +52,18 @@ impl RedisBroker {
     pub fn start(backend: RedisBackend, hub: Arc<Hub>) -> Arc<Self> {
         let node = backend.settings.advertise.to_string();
         let (presence, changes) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(announce_presence(backend.clone(), node.clone(), changes));
-        let broker = Arc::new(Self { backend, hub, node, presence });
+        tokio::spawn(presence::announce(backend.clone(), node.clone(), changes));
+        let directory = Directory::new(backend.clone(), node.clone());
+        let broker = Arc::new(Self {
+            backend,
+            hub,
+            node,
+            presence,
+            directory,
+            core: OnceLock::new(),
+            healthy_since: Mutex::new(None),
+            unreachable: Mutex::default(),
+        });
         tokio::spawn(read_events(Arc::downgrade(&broker)));
         tokio::spawn(heartbeat(Arc::downgrade(&broker)));
         broker
@@ -81,8 +75,8 @@ impl RedisBroker {
         let max = self.backend.settings.events_max;
         let fields = encode(&publication);
         let mut conn = self.conn();
-        self.spawn("publish", async move {
-            redis::cmd("XADD")
+        tokio::spawn(async move {
+            let appended = redis::cmd("XADD")
                 .arg(key)
                 .arg("MAXLEN")
                 .arg("~")
@@ -90,8 +84,10 @@ impl RedisBroker {
                 .arg("*")
                 .arg(fields)
                 .query_async::<String>(&mut conn)
-                .await
-                .map(drop)
+                .await;
+            if let Err(e) = appended {
+                tracing::warn!(error = %e, "publication not sent to the other nodes");
+            }
         });
     }
 
@@ -99,28 +95,30 @@ impl RedisBroker {
         self.backend.conn.clone()
     }
 
-    /// Nodes that sent a heartbeat within the node TTL.
-    async fn alive_nodes(&self, conn: &mut ConnectionManager) -> redis::RedisResult<HashSet<String>> {
-        let since = now_ms().saturating_sub(self.backend.settings.node_ttl.as_millis() as u64);
-        let nodes: Vec<String> = conn.zrangebyscore(self.backend.key(&["nodes"]), since, "+inf").await?;
-        Ok(nodes.into_iter().collect())
+    /// Whether this node has been beating long enough to call a node
+    /// without a recent heartbeat dead (see `healthy_since`).
+    fn judges_liveness(&self) -> bool {
+        let since = *self.healthy_since.lock().expect("healthy_since lock");
+        since.is_some_and(|since| since.elapsed() >= self.backend.settings.node_ttl)
     }
 
-    fn spawn(
-        &self,
-        what: &'static str,
-        job: impl std::future::Future<Output = redis::RedisResult<()>> + Send + 'static,
-    ) {
+    /// Another node was asked to disconnect `user`: end the sessions here.
+    fn kicked(&self, user: String, by: &str) {
+        if by == self.node {
+            return;
+        }
+        let Some(core) = self.core.get().and_then(Weak::upgrade) else { return };
         tokio::spawn(async move {
-            if let Err(e) = job.await {
-                tracing::warn!(error = %e, what, "redis broker call failed");
+            let n = core.disconnect_local(&user).await;
+            if n > 0 {
+                tracing::info!(user, sessions = n, "user disconnected through another node");
             }
         });
     }
 }
 
 /// The fields of a publication in the events stream.
-fn encode(p: &Publication) -> Vec<(&'static str, String)> {
+pub(crate) fn encode(p: &Publication) -> Vec<(&'static str, String)> {
     let kind = match p.kind {
         Kind::Message => "msg",
         Kind::PresenceJoin => "join",
@@ -184,24 +182,9 @@ impl Broker for RedisBroker {
     }
 
     fn who(&self, room: &str) -> BrokerFuture<'_, Vec<(String, String)>> {
-        let key = self.backend.key(&["presence", room]);
         let room = room.to_owned();
         Box::pin(async move {
-            let mut conn = self.conn();
-            let result: redis::RedisResult<Vec<(String, String)>> = async {
-                let fields: HashMap<String, String> = conn.hgetall(&key).await?;
-                let alive = self.alive_nodes(&mut conn).await?;
-                let users: BTreeMap<String, String> = fields
-                    .into_iter()
-                    .filter_map(|(field, name)| {
-                        let (node, user) = field.split_once(SEP)?;
-                        alive.contains(node).then(|| (user.to_owned(), name))
-                    })
-                    .collect();
-                Ok(users.into_iter().collect())
-            }
-            .await;
-            result.unwrap_or_else(|e| {
+            presence::who(&self.backend, &room).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "presence query failed; answering with this node's view");
                 self.hub.who(&room)
             })
@@ -209,43 +192,76 @@ impl Broker for RedisBroker {
     }
 
     fn session_created(&self, sid: SessionId) -> BrokerFuture<'_, ()> {
-        let key = self.backend.key(&["sid", &sid.to_string()]);
-        Box::pin(async move {
-            let mut conn = self.conn();
-            if let Err(e) = conn.set_ex::<_, _, ()>(key, &self.node, DIRECTORY_TTL_SECS).await {
-                tracing::warn!(error = %e, "cannot register the session in the directory");
-            }
-        })
+        Box::pin(self.directory.register(sid))
     }
 
     fn session_ended(&self, sid: SessionId) {
-        let key = self.backend.key(&["sid", &sid.to_string()]);
-        let mut conn = self.conn();
-        self.spawn("directory", async move { conn.del(key).await });
+        self.directory.unregister(sid);
     }
 
-    fn locate(&self, sid: &str) -> BrokerFuture<'_, Option<SocketAddr>> {
-        let key = self.backend.key(&["sid", sid]);
-        let valid = SessionId::parse(sid).is_some();
+    fn locate(&self, sid: &str) -> BrokerFuture<'_, Result<Option<SocketAddr>, BrokerError>> {
+        let sid = sid.to_owned();
         Box::pin(async move {
-            if !valid {
-                return None;
+            if SessionId::parse(&sid).is_none() {
+                return Ok(None);
             }
+            let unavailable = |e: redis::RedisError| BrokerError(format!("redis: {e}"));
             let mut conn = self.conn();
-            let node: Option<String> = conn.get(key).await.ok()?;
-            let node = node?;
+            let Some(node) = self.directory.lookup(&sid, &mut conn).await.map_err(unavailable)? else {
+                return Ok(None);
+            };
             if node == self.node {
-                return None;
+                return Ok(None);
             }
-            let alive = self.alive_nodes(&mut conn).await.ok()?;
-            alive.contains(&node).then(|| node.parse().ok()).flatten()
+            let beat: Option<f64> = conn.zscore(self.backend.key(&["nodes"]), &node).await.map_err(unavailable)?;
+            let beat = beat.map_or(0, |b| b as u64);
+            {
+                let mut unreachable = self.unreachable.lock().expect("unreachable lock");
+                match unreachable.get(&node) {
+                    Some(&at) if beat <= at => return Ok(None),
+                    Some(_) => drop(unreachable.remove(&node)),
+                    None => {}
+                }
+            }
+            // A node without a recent heartbeat is dead, unless this node
+            // cannot judge yet (after an outage nobody's heartbeat is
+            // recent): then the relay finds out.
+            let ttl = self.backend.settings.node_ttl.as_millis() as u64;
+            let alive = self.judges_liveness().not() || beat >= now_ms().saturating_sub(ttl);
+            Ok(alive.then(|| node.parse().ok()).flatten())
         })
+    }
+
+    fn disconnect_user(&self, user: &str) -> BrokerFuture<'_, Result<(), BrokerError>> {
+        let key = self.backend.key(&["events"]);
+        let fields = [("k", KICK), ("user", user), ("node", self.node.as_str())];
+        let command = redis::cmd("XADD")
+            .arg(key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.backend.settings.events_max)
+            .arg("*")
+            .arg(&fields[..])
+            .clone();
+        Box::pin(async move {
+            let mut conn = self.conn();
+            command.query_async::<String>(&mut conn).await.map(drop).map_err(|e| BrokerError(format!("redis: {e}")))
+        })
+    }
+
+    fn home_unreachable(&self, node: SocketAddr) {
+        let mut unreachable = self.unreachable.lock().expect("unreachable lock");
+        unreachable.insert(node.to_string(), now_ms());
+    }
+
+    fn bind_core(&self, core: Weak<Core>) {
+        let _ = self.core.set(core);
     }
 }
 
 /// Reads the events stream forever and hands each publication to this
 /// node's hub. After a Redis outage it goes on from the last entry it read.
-async fn read_events(broker: std::sync::Weak<RedisBroker>) {
+async fn read_events(broker: Weak<RedisBroker>) {
     let Some((client, key)) = broker.upgrade().map(|b| (b.backend.client.clone(), b.backend.key(&["events"]))) else {
         return;
     };
@@ -279,7 +295,12 @@ async fn read_events(broker: std::sync::Weak<RedisBroker>) {
             Ok(reply) => {
                 backoff = Duration::from_millis(50);
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                    if let Some(publication) = decode(&entry.map) {
+                    let field = |k: &str| entry.map.get(k).and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                    if field("k").as_deref() == Some(KICK) {
+                        if let (Some(user), Some(by)) = (field("user"), field("node")) {
+                            broker.kicked(user, &by);
+                        }
+                    } else if let Some(publication) = decode(&entry.map) {
                         broker.hub.publish(&publication);
                     }
                     last = entry.id;
@@ -295,29 +316,25 @@ async fn read_events(broker: std::sync::Weak<RedisBroker>) {
     }
 }
 
-/// Tells the others this node lives, and cleans up after dead nodes: their
-/// users leave presence (with `leave` events) within the node TTL.
-async fn heartbeat(broker: std::sync::Weak<RedisBroker>) {
+/// Tells the others this node lives, cleans up after dead nodes (their
+/// users leave presence, with `leave` events, within the node TTL) and
+/// keeps this node's directory entries written.
+async fn heartbeat(broker: Weak<RedisBroker>) {
     let every = match broker.upgrade() {
         Some(b) => (b.backend.settings.node_ttl / 3).max(Duration::from_millis(100)),
         None => return,
     };
     let mut tick = tokio::time::interval(every);
-    // Since when this node's heartbeats reach Redis without a break. Others
-    // are judged dead only after a whole TTL of that: after a Redis outage
-    // every node's last heartbeat is old, and each must get the chance to
-    // beat again before anyone takes its users out of presence.
-    let mut healthy_since: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let Some(broker) = broker.upgrade() else { return };
-        let may_reap = healthy_since.is_some_and(|since| since.elapsed() >= broker.backend.settings.node_ttl);
-        match beat(&broker, may_reap).await {
+        match beat(&broker, broker.judges_liveness()).await {
             Ok(()) => {
-                healthy_since.get_or_insert_with(std::time::Instant::now);
+                broker.healthy_since.lock().expect("healthy_since lock").get_or_insert_with(Instant::now);
             }
             Err(e) => {
-                healthy_since = None;
+                *broker.healthy_since.lock().expect("healthy_since lock") = None;
+                broker.directory.mark_stale();
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
@@ -326,92 +343,10 @@ async fn heartbeat(broker: std::sync::Weak<RedisBroker>) {
 
 async fn beat(broker: &RedisBroker, may_reap: bool) -> redis::RedisResult<()> {
     let mut conn = broker.conn();
-    let nodes = broker.backend.key(&["nodes"]);
-    let now = now_ms();
-    conn.zadd::<_, _, _, ()>(&nodes, &broker.node, now).await?;
-    if !may_reap {
-        return Ok(());
-    }
-    let dead_before = now.saturating_sub(broker.backend.settings.node_ttl.as_millis() as u64);
-    let dead: Vec<String> = conn.zrangebyscore(&nodes, 0, dead_before).await?;
-    for node in dead.into_iter().filter(|n| *n != broker.node) {
-        let claim: Option<String> = redis::cmd("SET")
-            .arg(broker.backend.key(&["reap", &node]))
-            .arg(&broker.node)
-            .arg("NX")
-            .arg("EX")
-            .arg(30)
-            .query_async(&mut conn)
-            .await?;
-        if claim.is_none() {
-            continue;
-        }
-        tracing::info!(node, "node is dead; dropping its users from presence");
-        let node_rooms = broker.backend.key(&["node-rooms", &node]);
-        let rooms: Vec<String> = conn.smembers(&node_rooms).await?;
-        let alive = broker.alive_nodes(&mut conn).await?;
-        for room in rooms {
-            let key = broker.backend.key(&["presence", &room]);
-            let fields: HashMap<String, String> = conn.hgetall(&key).await?;
-            let prefix = format!("{node}{SEP}");
-            let still_here: HashSet<&str> = fields
-                .keys()
-                .filter_map(|f| f.split_once(SEP))
-                .filter(|(n, _)| alive.contains(*n))
-                .map(|(_, user)| user)
-                .collect();
-            for (field, name) in fields.iter().filter(|(f, _)| f.starts_with(&prefix)) {
-                conn.hdel::<_, _, ()>(&key, field).await?;
-                let user = &field[prefix.len()..];
-                if !still_here.contains(user) {
-                    let null = RawValue::from_string("null".into()).expect("null");
-                    broker.append_event(Publication::event(
-                        Kind::PresenceLeave,
-                        room.as_str(),
-                        "",
-                        user,
-                        name.as_str(),
-                        0,
-                        null,
-                    ));
-                }
-            }
-        }
-        conn.del::<_, ()>(&node_rooms).await?;
-        conn.zrem::<_, _, ()>(&nodes, &node).await?;
+    conn.zadd::<_, _, _, ()>(broker.backend.key(&["nodes"]), &broker.node, now_ms()).await?;
+    broker.directory.refresh_if_due(&mut conn).await?;
+    if may_reap {
+        presence::reap_dead_nodes(&broker.backend, &mut conn, &broker.node).await?;
     }
     Ok(())
-}
-
-/// Applies this node's presence changes, in the order the core made them,
-/// with the [`PRESENCE`] script.
-async fn announce_presence(
-    backend: RedisBackend,
-    node: String,
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<Publication>,
-) {
-    let script = redis::Script::new(PRESENCE);
-    let mut conn = backend.conn.clone();
-    while let Some(p) = changes.recv().await {
-        let alive_since = now_ms().saturating_sub(backend.settings.node_ttl.as_millis() as u64);
-        let result: redis::RedisResult<i64> = script
-            .key(backend.key(&["presence", &p.room]))
-            .key(backend.key(&["node-rooms", &node]))
-            .key(backend.key(&["nodes"]))
-            .key(backend.key(&["events"]))
-            .arg(&node)
-            .arg(&p.user)
-            .arg(&p.name)
-            .arg(u8::from(p.kind == Kind::PresenceJoin))
-            .arg(&p.room)
-            .arg(alive_since)
-            .arg(SEP.to_string())
-            .arg(backend.settings.events_max)
-            .arg(encode(&p))
-            .invoke_async(&mut conn)
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, room = %p.room, user = %p.user, "presence change not recorded");
-        }
-    }
 }

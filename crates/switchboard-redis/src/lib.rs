@@ -7,15 +7,20 @@
 //!   memberships, read marks and offline marks in hashes and sets.
 //! - [`broker`]: [`RedisBroker`], cross-node fan-out through one events
 //!   stream that every node reads (so a node that lost Redis for a while
-//!   resumes reading where it stopped: nothing lost, nothing twice),
-//!   presence with per-node heartbeats, and the session directory used to
-//!   forward requests to a session's home node.
+//!   resumes reading where it stopped: nothing lost, nothing twice), the
+//!   node's heartbeat, and requests to every node (disconnect a user).
+//! - `presence`: presence with per-node heartbeats; a dead node's users
+//!   leave, and so do a restarted node's users of its previous life.
+//! - `directory`: the session directory used to forward requests to a
+//!   session's home node, rewritten from the heartbeat.
 //!
 //! Ordering: a chat message gets its id, lands in the room's history and in
 //! the events stream in **one Lua script**, so the events stream holds every
 //! room's messages in id order, and every node delivers them in that order.
 
 pub mod broker;
+mod directory;
+mod presence;
 pub mod store;
 
 use std::net::SocketAddr;

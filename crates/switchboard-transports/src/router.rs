@@ -62,7 +62,10 @@ impl Switchboard {
             match Box::pin(forward::relay(request, home)).await {
                 Ok(response) => return response,
                 // The home node is gone: the session is unknown here too.
-                Err(unsent) => request = unsent,
+                Err(unsent) => {
+                    self.core.broker().home_unreachable(home);
+                    request = unsent;
+                }
             }
         }
         if request.method() == Method::OPTIONS {
@@ -91,7 +94,10 @@ impl Switchboard {
         if self.core.session(&sid).is_some() {
             return None;
         }
-        self.core.broker().locate(&sid).await
+        // A directory that cannot be read now: served here, where the
+        // session is not found either, and answered "try again"
+        // (`Core::missing_session`), never "gone".
+        self.core.broker().locate(&sid).await.ok().flatten()
     }
 
     /// Parses the query and answers the request inside a `session` span

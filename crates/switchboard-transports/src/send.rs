@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use switchboard_core::{codes, frame, Core};
+use switchboard_core::{codes, frame, AttachError, Core};
 
 use crate::config::TransportConfig;
 use crate::query::Params;
@@ -11,12 +11,23 @@ use crate::response::{self, Body};
 
 /// Applies the frames of one POST body to the session named by `sid`.
 pub async fn respond(core: &Core, config: &TransportConfig, params: &Params, body: Incoming) -> Response<Body> {
-    let Some(session) = params.sid.as_deref().and_then(|sid| core.session(sid)) else {
-        return response::error(
-            StatusCode::NOT_FOUND,
-            codes::SESSION_NOT_FOUND,
-            "unknown or expired session; open a new session without sid",
-        );
+    let session = match params.sid.as_deref().map(|sid| (sid, core.session(sid))) {
+        Some((_, Some(session))) => session,
+        // The session may live on: nothing was applied, send it again.
+        Some((sid, None)) if matches!(core.missing_session(sid).await, AttachError::Unavailable) => {
+            return response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::STORE_FAILED,
+                "the cluster's shared store is unreachable; nothing was applied: send again after a short pause",
+            );
+        }
+        _ => {
+            return response::error(
+                StatusCode::NOT_FOUND,
+                codes::SESSION_NOT_FOUND,
+                "unknown or expired session; open a new session without sid",
+            );
+        }
     };
     let bytes = match Limited::new(body, config.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),

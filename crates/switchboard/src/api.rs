@@ -75,8 +75,18 @@ pub async fn handle(core: &Arc<Core>, api_key: Option<&str>, request: Request<In
             Err(e) => store_error(&e),
         },
         (Method::POST, ["users", user, "disconnect"]) => {
-            let n = core.disconnect_user(user).await;
-            ok(json!({ "user": user, "disconnected": n }))
+            // `disconnected` counts this node's sessions; the other nodes
+            // end theirs when the broker brings them the request.
+            match core.disconnect_user(user).await {
+                Ok(n) => ok(json!({ "user": user, "disconnected": n })),
+                Err(e) => response::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::STORE_FAILED,
+                    &format!(
+                        "this node's sessions of {user} ended, but the other nodes could not be told ({e}); call again"
+                    ),
+                ),
+            }
         }
         _ => response::error(
             StatusCode::NOT_FOUND,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_testkit::cluster::{full_history, Cluster, ClusterOptions, Member, MessageLog, SessionGone};
+use switchboard_testkit::im::ChatClient;
 use switchboard_testkit::serde_json::Value;
 use switchboard_testkit::{bounded, json, Frame, Publisher, Transport};
 
@@ -235,6 +236,60 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
             stayed.iter().all(|u| users.iter().any(|p| p == u)) && !users.iter().any(|u| u == "ghost"),
             "presence after the recovery: {users:?} (ghost gone after {ghost_gone:?})"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// A node that crashes and is started again on the same address at once
+/// never looks dead to the others (its heartbeat hardly pauses); it clears
+/// what its previous life left in presence itself, so the users of the
+/// killed process leave (with a `leave` event) within the node TTL, and the
+/// users who come back to it are present again.
+#[tokio::test]
+async fn a_node_restarted_on_its_address_drops_its_dead_users_from_presence() {
+    bounded(async {
+        let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "node-restart");
+        options.node_ttl = NODE_TTL;
+        let mut cluster = Cluster::start(options, 2).await?;
+        let addrs = cluster.addrs();
+
+        let mut observer = ChatClient::connect(addrs[0], "observer").await?;
+        observer.join(ROOM).await?;
+        let mut ghost = ChatClient::connect(addrs[1], "ghost").await?;
+        ghost.join(ROOM).await?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while present(&cluster, 0).await? != ["ghost", "observer"] {
+            anyhow::ensure!(Instant::now() < deadline, "presence before the kill: {:?}", present(&cluster, 0).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        cluster.node(1).kill().await?;
+        let killed = Instant::now();
+        drop(ghost);
+        cluster.restart(1).await?;
+
+        // A user who comes back to the restarted node is present again.
+        let mut returning = ChatClient::connect(addrs[1], "returning").await?;
+        returning.join(ROOM).await?;
+
+        loop {
+            let users = present(&cluster, 0).await?;
+            if users == ["observer", "returning"] {
+                break;
+            }
+            anyhow::ensure!(
+                killed.elapsed() < NODE_TTL + MARGIN,
+                "{:?} after the kill and restart, presence is {users:?}",
+                killed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leave = observer.skip_to_presence("ghost", "leave").await?;
+        assert_eq!(leave.str("room"), Some(ROOM), "{leave}");
+        for node in 0..2 {
+            assert_eq!(present(&cluster, node).await?, ["observer", "returning"], "presence on node {node}");
+        }
         Ok(())
     })
     .await;

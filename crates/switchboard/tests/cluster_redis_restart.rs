@@ -8,14 +8,22 @@
 //! every acked message is in the history exactly once and was delivered
 //! exactly once to every member, on every node and transport; and the
 //! users who stayed connected are still present.
+//!
+//! A variant has every poll request (and every send) of its poll clients
+//! go to the next node in turn, so that during the outage requests land on
+//! nodes that cannot look up where the session lives: they are answered
+//! "try again" (`close` 4500, HTTP 503), never "session gone", and every
+//! client ends with the one session it started with.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_testkit::cluster::{full_history, Cluster, ClusterOptions, Member, MessageLog, RedisProcess};
-use switchboard_testkit::serde_json::Value;
-use switchboard_testkit::{bounded, json, Frame, Transport};
+use switchboard_testkit::cluster::{
+    full_history, new_session, Cluster, ClusterOptions, Member, MessageLog, RedisProcess, Sender,
+};
+use switchboard_testkit::serde_json::{self, Value};
+use switchboard_testkit::{bounded, json, Frame, HttpRequest, Transport};
 use tokio::sync::Mutex;
 
 const ROOM: &str = "restart";
@@ -116,36 +124,78 @@ enum Stop {
     Crash,
 }
 
+/// Who takes part: (home node, transport) of each publisher and
+/// subscriber, and whether poll clients send each request to the next node.
+struct Layout {
+    publishers: &'static [(usize, Transport)],
+    subscribers: &'static [(usize, Transport)],
+    rotate_polls: bool,
+}
+
+/// Every client stays on its home node.
+const STAY: Layout = Layout {
+    publishers: &[(0, Transport::WebSocket), (1, Transport::LongPoll)],
+    subscribers: &[(1, Transport::WebSocket), (0, Transport::Sse), (1, Transport::LongPoll)],
+    rotate_polls: false,
+};
+
+/// Poll clients (publishers among them) alternate between the nodes.
+const ROTATE: Layout = Layout {
+    publishers: &[(0, Transport::WebSocket), (1, Transport::LongPoll)],
+    subscribers: &[(0, Transport::LongPoll), (1, Transport::ShortPoll), (1, Transport::Jsonp), (0, Transport::Sse)],
+    rotate_polls: true,
+};
+
 #[tokio::test]
 async fn acked_messages_survive_a_redis_restart_and_outage_sends_get_4500() {
-    bounded(acked_messages_survive(Stop::Restart)).await;
+    bounded(acked_messages_survive(Stop::Restart, STAY)).await;
 }
 
 #[tokio::test]
 async fn acked_messages_survive_a_redis_crash_and_outage_sends_get_4500() {
-    bounded(acked_messages_survive(Stop::Crash)).await;
+    bounded(acked_messages_survive(Stop::Crash, STAY)).await;
 }
 
-async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
+/// Polls that land on a node other than their session's home during the
+/// outage are told to try again; no session ends, nothing is lost or
+/// doubled.
+#[tokio::test]
+async fn polls_rotating_across_nodes_through_a_redis_outage_keep_their_sessions() {
+    bounded(acked_messages_survive(Stop::Restart, ROTATE)).await;
+}
+
+async fn member(
+    addrs: &[std::net::SocketAddr],
+    home: usize,
+    user: &str,
+    transport: Transport,
+    rotate: bool,
+) -> anyhow::Result<Member> {
+    let mut member = Member::create(addrs, home, home, user, transport).await?;
+    member.rotate_polls(rotate);
+    member.join(ROOM).await?;
+    Ok(member)
+}
+
+async fn acked_messages_survive(stop_redis: Stop, layout: Layout) -> anyhow::Result<()> {
     {
         let mut redis = RedisProcess::start().await?;
         let mut options = ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-restart").redis(&redis.url());
         options.node_ttl = NODE_TTL;
+        if layout.rotate_polls {
+            // Long polls come back within the outage, to land elsewhere.
+            options.env.push(("SWITCHBOARD_POLL_TIMEOUT".into(), "200ms".into()));
+        }
         let cluster = Cluster::start(options, 2).await?;
         let addrs = cluster.addrs();
 
         let mut publishers = Vec::new();
-        for (p, (node, transport)) in [(0, Transport::WebSocket), (1, Transport::LongPoll)].into_iter().enumerate() {
-            let mut member = Member::create(&addrs, node, node, &format!("pub{p}"), transport).await?;
-            member.join(ROOM).await?;
-            publishers.push(member);
+        for (p, &(node, transport)) in layout.publishers.iter().enumerate() {
+            publishers.push(member(&addrs, node, &format!("pub{p}"), transport, layout.rotate_polls).await?);
         }
         let mut subscribers = Vec::new();
-        for (s, (node, transport)) in
-            [(1, Transport::WebSocket), (0, Transport::Sse), (1, Transport::LongPoll)].into_iter().enumerate()
-        {
-            let mut member = Member::create(&addrs, node, node, &format!("sub{s}"), transport).await?;
-            member.join(ROOM).await?;
+        for (s, &(node, transport)) in layout.subscribers.iter().enumerate() {
+            let member = member(&addrs, node, &format!("sub{s}"), transport, layout.rotate_polls).await?;
             subscribers.push(tokio::spawn(subscribe(member)));
         }
 
@@ -249,6 +299,18 @@ async fn acked_messages_survive(stop_redis: Stop) -> anyhow::Result<()> {
             assert!(member.violations().is_empty(), "{}: {:#?}", member.user(), member.violations());
             assert!(log.problems().is_empty(), "{}: {:#?}", member.user(), log.problems());
         }
+
+        // No session ended: each client kept the one it started with (a
+        // "session gone" answer would have failed its task above).
+        let members = logs.iter().map(|(m, _)| m).chain(results.iter().map(|(m, _, _)| m));
+        let mut told_to_try_again = 0;
+        for member in members {
+            assert_eq!(member.sessions(), 1, "{} had to start a new session", member.user());
+            told_to_try_again += member.unavailable();
+        }
+        if layout.rotate_polls {
+            assert!(told_to_try_again > 0, "no request landed on a node that could not look its session up");
+        }
         Ok(())
     }
 }
@@ -331,6 +393,54 @@ async fn presence_survives_a_redis_restart() {
             assert!(leaves.is_empty(), "{} was told that users left who never did: {leaves:?}", member.user());
             assert!(member.violations().is_empty(), "{:#?}", member.violations());
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// A session created while Redis is down cannot be written to the session
+/// directory; its node writes it once Redis is back (from its heartbeat),
+/// so requests for it through the other nodes reach it again.
+#[tokio::test]
+async fn a_session_created_during_an_outage_is_found_through_other_nodes_after_it() {
+    bounded(async {
+        let mut redis = RedisProcess::start().await?;
+        let mut options =
+            ClusterOptions::new(env!("CARGO_BIN_EXE_switchboard"), "redis-directory").redis(&redis.url());
+        options.node_ttl = NODE_TTL;
+        let cluster = Cluster::start(options, 2).await?;
+        let addrs = cluster.addrs();
+
+        redis.stop().await?;
+        let (sid, _) = new_session(addrs[0], "early").await?;
+        redis.start_again().await?;
+        let back = Instant::now();
+
+        // Polls through the other node: "try again" or "gone" until the
+        // directory has the session again, then its (empty) frames.
+        let path = format!("/v1/poll?sid={sid}&last=0&wait=0");
+        let until = back + NODE_TTL + Duration::from_secs(3);
+        let mut answers = Vec::new();
+        loop {
+            let response = HttpRequest::get(path.clone()).send(addrs[1]).await?;
+            let status = response.status.as_u16();
+            let body = response.text().await?;
+            let frames: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+            if status == 200 && frames.iter().all(|f| f["type"] != "close") {
+                break;
+            }
+            answers.push(format!("{status} {body}"));
+            anyhow::ensure!(
+                Instant::now() < until,
+                "the session made in the outage is still not found through node 1 {:?} after Redis came back: {answers:#?}",
+                back.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // ... and it is the same session: its upstream works through node 1.
+        let sender = Sender::new(&sid, "early");
+        sender.send_one(addrs[1], json!({"type": "join", "room": ROOM})).await?;
         Ok(())
     })
     .await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{new_session, next_number, HISTORY_PAGE};
-use crate::downstream::{Attach, Downstream, Ended, Refused, Transport};
+use crate::downstream::{unwrap_jsonp, Attach, Downstream, Ended, Refused, Transport, DEFAULT_CALLBACK};
 use crate::frame::Frame;
 use crate::http::{encode, HttpRequest};
 use crate::upstream::post_send;
@@ -22,6 +22,9 @@ const ATTACH_DEADLINE: Duration = Duration::from_secs(10);
 const ATTACH_PAUSE: Duration = Duration::from_millis(20);
 /// A streaming [`Member`] acknowledges after this many frames.
 const ACK_EVERY: u64 = 32;
+/// The pause before trying again after a "try again" answer (`close` 4500
+/// on a downstream, HTTP 503 with code 4500 on `POST /v1/send`).
+const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// `POST /v1/send` for one session to any node, with `cid`s of its own.
 /// Clones share the `cid` counter.
@@ -30,13 +33,25 @@ pub struct Sender {
     sid: Arc<str>,
     prefix: Arc<str>,
     cids: Arc<AtomicU64>,
+    unavailable: Arc<AtomicU64>,
 }
 
 impl Sender {
     /// The upstream of session `sid`; `cid`s are `{user}.{n}-{k}`, unique in
     /// this process.
     pub fn new(sid: &str, user: &str) -> Self {
-        Self { sid: sid.into(), prefix: format!("{user}.{}", next_number()).into(), cids: Arc::new(AtomicU64::new(0)) }
+        Self {
+            sid: sid.into(),
+            prefix: format!("{user}.{}", next_number()).into(),
+            cids: Arc::new(AtomicU64::new(0)),
+            unavailable: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many POSTs were answered "try again" (503, code 4500) and sent
+    /// again.
+    pub fn unavailable(&self) -> u64 {
+        self.unavailable.load(Ordering::Relaxed)
     }
 
     /// The session id.
@@ -65,7 +80,8 @@ impl Sender {
 
     /// Sends frames (as one JSON array) to `addr`, giving each without a
     /// `cid` a fresh one (but `ack`s); must be answered 200 with all
-    /// accepted. Returns the `cid`s in order.
+    /// accepted, after sending again (same `cid`s) while the answer is
+    /// "try again" (503, code 4500). Returns the `cid`s in order.
     pub async fn send(&self, addr: SocketAddr, mut frames: Vec<Value>) -> anyhow::Result<Vec<String>> {
         let mut cids = Vec::with_capacity(frames.len());
         for frame in &mut frames {
@@ -78,7 +94,16 @@ impl Sender {
             cids.push(frame["cid"].as_str().unwrap_or_default().to_owned());
         }
         let count = frames.len();
-        let (status, answer) = self.post(addr, &Value::Array(frames).to_string()).await?;
+        let body = Value::Array(frames).to_string();
+        let until = Instant::now() + ATTACH_DEADLINE;
+        let (status, answer) = loop {
+            let (status, answer) = self.post(addr, &body).await?;
+            if status != 503 || answer["code"] != 4500 || Instant::now() > until {
+                break (status, answer);
+            }
+            self.unavailable.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(UNAVAILABLE_PAUSE).await;
+        };
         anyhow::ensure!(
             status == 200 && answer["accepted"] == json!(count),
             "POST /v1/send of {count} frames to {addr} answered {status} {answer}"
@@ -168,13 +193,17 @@ pub struct Member {
     use_last_event_id: bool,
     sessions: usize,
     attachments: usize,
+    /// Downstream answers "try again" (`close` 4500) so far.
+    unavailable: usize,
+    /// The next attachment waits [`UNAVAILABLE_PAUSE`] first.
+    pause: bool,
     violations: Vec<String>,
 }
 
 impl Member {
     /// A new session of `user` created on node `home`; its downstream will
     /// attach (at the first [`Member::recv`]) through node `via` over
-    /// `transport` (WebSocket, SSE, stream, htmlfile, long or short poll).
+    /// `transport` (any of [`Transport::ALL`]).
     pub async fn create(
         nodes: &[SocketAddr],
         home: usize,
@@ -182,7 +211,6 @@ impl Member {
         user: &str,
         transport: Transport,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(!matches!(transport, Transport::Jsonp), "Member does not speak JSONP");
         let (sid, id) = new_session(nodes[home], user).await?;
         Ok(Self {
             user: user.to_owned(),
@@ -201,6 +229,8 @@ impl Member {
             use_last_event_id: false,
             sessions: 1,
             attachments: 0,
+            unavailable: 0,
+            pause: false,
             violations: Vec::new(),
         })
     }
@@ -248,6 +278,12 @@ impl Member {
     /// How many downstream attachments (poll requests included) it opened.
     pub fn attachments(&self) -> usize {
         self.attachments
+    }
+
+    /// How many times the server answered "try again" (`close` 4500 on a
+    /// downstream, 503 on `POST /v1/send`), the session living on.
+    pub fn unavailable(&self) -> usize {
+        self.unavailable + self.sender.unavailable() as usize
     }
 
     /// Every protocol violation seen so far (empty when all was well).
@@ -313,7 +349,10 @@ impl Member {
                 }
                 continue;
             }
-            if matches!(self.transport, Transport::LongPoll | Transport::ShortPoll) {
+            if std::mem::take(&mut self.pause) {
+                tokio::time::sleep(UNAVAILABLE_PAUSE).await;
+            }
+            if matches!(self.transport, Transport::LongPoll | Transport::ShortPoll | Transport::Jsonp) {
                 let frames = self.poll().await?;
                 if frames.is_empty() && self.transport == Transport::ShortPoll {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -431,9 +470,12 @@ impl Member {
             self.node = (self.node + 1) % self.nodes.len();
         }
         loop {
-            let mut path = format!("/v1/poll?sid={}&last={}", encode(&self.sid), self.last);
-            if self.transport == Transport::ShortPoll {
-                path.push_str("&wait=0");
+            let endpoint = if self.transport == Transport::Jsonp { "jsonp" } else { "poll" };
+            let mut path = format!("/v1/{endpoint}?sid={}&last={}", encode(&self.sid), self.last);
+            match self.transport {
+                Transport::ShortPoll => path.push_str("&wait=0"),
+                Transport::Jsonp => path.push_str(&format!("&callback={DEFAULT_CALLBACK}")),
+                _ => {}
             }
             let addr = self.node();
             let attempt = async {
@@ -445,7 +487,11 @@ impl Member {
             match attempt.await {
                 Ok((200, body)) => {
                     self.attachments += 1;
-                    let frames: Vec<Value> = serde_json::from_str(&body)
+                    let body = match self.transport {
+                        Transport::Jsonp => unwrap_jsonp(&body, DEFAULT_CALLBACK)?,
+                        _ => body.as_str(),
+                    };
+                    let frames: Vec<Value> = serde_json::from_str(body)
                         .map_err(|e| anyhow::anyhow!("poll body is not a JSON array ({e}): {body:?}"))?;
                     return frames.into_iter().map(Frame::from_value).collect();
                 }
@@ -519,6 +565,13 @@ impl Member {
                             .into())
                     }
                     Some(4001 | 4002) => Ok(None),
+                    // The session lives on, but this node cannot tell now
+                    // (the cluster's Redis is away): resume after a pause.
+                    Some(4500) => {
+                        self.unavailable += 1;
+                        self.pause = true;
+                        Ok(None)
+                    }
                     _ => {
                         self.violations.push(format!("{}: unexpected close: {frame}", self.user));
                         Ok(None)

@@ -411,6 +411,21 @@ impl Cluster {
     pub fn api(&self, i: usize) -> Api {
         Api::new(self.addr(i), Some(API_KEY))
     }
+
+    /// Starts node `i` again on the same address, after it was killed or
+    /// stopped: a machine that crashed and came back at once, under the
+    /// same identity.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        anyhow::ensure!(node.child.is_none(), "node {} is still running", node.addr);
+        let child = self
+            .options
+            .command(node.addr.port())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", self.options.binary.display()))?;
+        node.child = Some(child);
+        node.wait_healthy().await
+    }
 }
 
 impl Drop for Cluster {

@@ -44,12 +44,15 @@ describe('socket.io client in Chromium, cross-origin', { skip: !existsSync(CHROM
   let page;
 
   before(async () => {
+    pages = await startPageServer();
+    // The page's origin by name: credentialed requests (withCredentials)
+    // are answered only for origins the allowlist names, never under "*".
     server = await startServer(`
+allowed_origins = [${JSON.stringify(pages.url)}]
 [socketio]
 ping_interval = "1s"
 ping_timeout = "1s"
 `);
-    pages = await startPageServer();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,

@@ -112,3 +112,59 @@ pub async fn post(inner: &Arc<Inner>, conn: &Arc<Connection>, body: Incoming) ->
     }
     response::complete(StatusCode::OK, TEXT_PLAIN, "ok")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::testing::setup;
+
+    #[tokio::test]
+    async fn a_poll_after_the_pong_deadline_is_refused_before_the_timer_fires() {
+        let (_io, conn) = setup().await;
+        conn.set_pong_due(Some(Instant::now() + Duration::from_millis(20)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The driver's timer is far off (the default ping interval); the
+        // deadline alone decides.
+        let response = poll(&conn).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(conn.closed(), Some(CloseReason::PingTimeout));
+    }
+
+    /// A poll held on `conn`, after it had time to start waiting.
+    async fn held_poll(conn: &Arc<Connection>) -> tokio::task::JoinHandle<Response<Body>> {
+        let conn = Arc::clone(conn);
+        let held = tokio::spawn(async move { poll(&conn).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!held.is_finished(), "nothing queued: the poll is held");
+        held
+    }
+
+    #[tokio::test]
+    async fn a_held_poll_gets_noop_when_the_upgrade_begins() {
+        let (_io, conn) = setup().await;
+        let held = held_poll(&conn).await;
+        assert!(conn.begin_probe());
+        conn.set_mode(Mode::Upgrading);
+        let noop = held.await.unwrap();
+        assert_eq!(noop.status(), StatusCode::OK);
+        assert_eq!(noop.into_body().collect().await.unwrap().to_bytes().as_ref(), b"6");
+    }
+
+    #[tokio::test]
+    async fn a_held_poll_is_refused_when_the_upgrade_completes_at_once() {
+        // `2probe` and `5` read together: the connection goes straight to
+        // WebSocket, and a poll sent after `5` must not pass for the one
+        // the client waited on.
+        let (_io, conn) = setup().await;
+        let held = held_poll(&conn).await;
+        assert!(conn.begin_probe());
+        conn.set_mode(Mode::WebSocket);
+        assert_eq!(held.await.unwrap().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(poll(&conn).await.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(conn.closed(), None, "refused, not closed: the WebSocket carries on");
+    }
+}

@@ -56,16 +56,33 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// is taken for dead (its sessions gone) until it shows it lives.
     fn home_unreachable(&self, _node: SocketAddr) {}
 
-    /// Tells the other nodes to end every session of `user` there (this
-    /// node ends its own); they act on it through the core given to
-    /// [`Broker::bind_core`].
-    fn disconnect_user(&self, _user: &str) -> BrokerFuture<'_, Result<(), BrokerError>> {
+    /// Has every other node do `command` to its own sessions (this node
+    /// has done it already); they act on it through the core given to
+    /// [`Broker::bind_core`] ([`Core::apply_node_command`]).
+    fn tell_other_nodes(&self, _command: NodeCommand) -> BrokerFuture<'_, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 
     /// Gives the broker the core it serves, once it is built, so that
-    /// requests from other nodes ([`Broker::disconnect_user`]) reach it.
+    /// requests from other nodes ([`Broker::tell_other_nodes`]) reach it.
     fn bind_core(&self, _core: Weak<Core>) {}
+}
+
+/// What one node (that got an HTTP API call) asks of every other node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeCommand {
+    /// End every session of `user` (`close` 4005).
+    DisconnectUser {
+        /// The user id.
+        user: String,
+    },
+    /// `user` is no longer a member of `room`: their sessions leave it.
+    RemoveMember {
+        /// The room.
+        room: String,
+        /// The user id.
+        user: String,
+    },
 }
 
 /// A broker call that could not be done: the shared state (Redis) is out of

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, BrokerError, LocalBroker};
+use crate::broker::{Broker, BrokerError, LocalBroker, NodeCommand};
 use crate::codes;
 use crate::frame::{self, Downstream, RoomSummary};
 use crate::hub::Hub;
@@ -479,14 +479,26 @@ impl Core {
     }
 
     /// Ends `user`'s membership of `room` (the HTTP API): the store forgets
-    /// it, and the user's sessions on this node leave the room at once, so
+    /// it, and the user's sessions on every node leave the room at once
+    /// (this node's before the answer, the others' through the broker), so
     /// a private room stops reaching them, and each gets a `rooms` frame
-    /// without it. Returns how many sessions left.
+    /// without it. Returns how many sessions of this node left.
     pub async fn remove_member(&self, room: &str, user: &str) -> Result<usize, crate::store::StoreError> {
         self.store.remove_member(room, user).await?;
+        let here = self.leave_as_removed(room, user).await;
+        let command = NodeCommand::RemoveMember { room: room.to_owned(), user: user.to_owned() };
+        self.broker.tell_other_nodes(command).await.map_err(|e| {
+            crate::store::StoreError(format!("the membership ended, but the other nodes could not be told: {e}"))
+        })?;
+        Ok(here)
+    }
+
+    /// The sessions of `user` on this node leave `room`, which is no longer
+    /// theirs, and are told their rooms; returns how many.
+    async fn leave_as_removed(&self, room: &str, user: &str) -> usize {
         let sessions: Vec<Arc<Session>> = self.registry.of_user(user).into_iter().filter(|s| s.in_room(room)).collect();
         if sessions.is_empty() {
-            return Ok(0);
+            return 0;
         }
         for session in &sessions {
             self.leave(session, room);
@@ -500,7 +512,7 @@ impl Core {
             }
             Err(e) => tracing::warn!(error = %e, "cannot tell the removed member's sessions their rooms"),
         }
-        Ok(sessions.len())
+        sessions.len()
     }
 
     fn announce(&self, session: &Session, room: &str, kind: Kind) {
@@ -560,8 +572,16 @@ impl Core {
     /// told (this node's sessions are ended all the same).
     pub async fn disconnect_user(&self, user: &str) -> Result<usize, BrokerError> {
         let here = self.disconnect_local(user).await;
-        self.broker.disconnect_user(user).await?;
+        self.broker.tell_other_nodes(NodeCommand::DisconnectUser { user: user.to_owned() }).await?;
         Ok(here)
+    }
+
+    /// Does what another node asked of this one (the broker calls it).
+    pub async fn apply_node_command(&self, command: NodeCommand) -> usize {
+        match command {
+            NodeCommand::DisconnectUser { user } => self.disconnect_local(&user).await,
+            NodeCommand::RemoveMember { room, user } => self.leave_as_removed(&room, &user).await,
+        }
     }
 
     /// Ends every session of `user` on this node (their attachments close

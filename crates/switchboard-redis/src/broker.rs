@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::value::RawValue;
-use switchboard_core::broker::{Broker, BrokerError, BrokerFuture};
+use switchboard_core::broker::{Broker, BrokerError, BrokerFuture, NodeCommand};
 use switchboard_core::hub::Hub;
 use switchboard_core::id::SessionId;
 use switchboard_core::publication::{Kind, Publication};
@@ -20,10 +20,12 @@ use switchboard_core::Core;
 use crate::directory::Directory;
 use crate::{manager_config, presence, RedisBackend};
 
-/// The `k` field of an events-stream entry asking every node to end a
-/// user's sessions (its other fields: `user`, and `node`, the node that
-/// was asked and has ended its own already).
+/// The `k` field of an events-stream entry carrying a [`NodeCommand`]:
+/// `kick` (end a user's sessions; field `user`) or `unmember` (a user's
+/// sessions leave a room; fields `user`, `room`). Field `node` names the
+/// node that sent it, which has done it already.
 const KICK: &str = "kick";
+const UNMEMBER: &str = "unmember";
 
 /// The Redis broker of one node.
 #[derive(Debug)]
@@ -102,16 +104,17 @@ impl RedisBroker {
         since.is_some_and(|since| since.elapsed() >= self.backend.settings.node_ttl)
     }
 
-    /// Another node was asked to disconnect `user`: end the sessions here.
-    fn kicked(&self, user: String, by: &str) {
+    /// Another node sent `command`: do it to this node's sessions.
+    fn commanded(&self, command: NodeCommand, by: &str) {
         if by == self.node {
             return;
         }
         let Some(core) = self.core.get().and_then(Weak::upgrade) else { return };
         tokio::spawn(async move {
-            let n = core.disconnect_local(&user).await;
-            if n > 0 {
-                tracing::info!(user, sessions = n, "user disconnected through another node");
+            let what = format!("{command:?}");
+            let sessions = core.apply_node_command(command).await;
+            if sessions > 0 {
+                tracing::info!(command = what, sessions, by = "another node", "node command applied");
             }
         });
     }
@@ -165,6 +168,17 @@ fn decode(map: &HashMap<String, redis::Value>) -> Option<Publication> {
     p.ts = field("ts")?.parse().unwrap_or(p.ts);
     p.except_user = field("except");
     Some(p)
+}
+
+/// A [`NodeCommand`] entry of the events stream, and the node that sent it.
+fn decode_command(map: &HashMap<String, redis::Value>) -> Option<(NodeCommand, String)> {
+    let field = |k: &str| map.get(k).and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+    let command = match field("k")?.as_str() {
+        KICK => NodeCommand::DisconnectUser { user: field("user")? },
+        UNMEMBER => NodeCommand::RemoveMember { room: field("room")?, user: field("user")? },
+        _ => return None,
+    };
+    Some((command, field("node")?))
 }
 
 impl Broker for RedisBroker {
@@ -232,9 +246,13 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn disconnect_user(&self, user: &str) -> BrokerFuture<'_, Result<(), BrokerError>> {
+    fn tell_other_nodes(&self, command: NodeCommand) -> BrokerFuture<'_, Result<(), BrokerError>> {
         let key = self.backend.key(&["events"]);
-        let fields = [("k", KICK), ("user", user), ("node", self.node.as_str())];
+        let node = ("node", self.node.as_str());
+        let fields = match &command {
+            NodeCommand::DisconnectUser { user } => vec![("k", KICK), ("user", user), node],
+            NodeCommand::RemoveMember { room, user } => vec![("k", UNMEMBER), ("user", user), ("room", room), node],
+        };
         let command = redis::cmd("XADD")
             .arg(key)
             .arg("MAXLEN")
@@ -295,11 +313,8 @@ async fn read_events(broker: Weak<RedisBroker>) {
             Ok(reply) => {
                 backoff = Duration::from_millis(50);
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                    let field = |k: &str| entry.map.get(k).and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
-                    if field("k").as_deref() == Some(KICK) {
-                        if let (Some(user), Some(by)) = (field("user"), field("node")) {
-                            broker.kicked(user, &by);
-                        }
+                    if let Some((command, by)) = decode_command(&entry.map) {
+                        broker.commanded(command, &by);
                     } else if let Some(publication) = decode(&entry.map) {
                         broker.hub.publish(&publication);
                     }

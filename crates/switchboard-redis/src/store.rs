@@ -15,11 +15,18 @@ use crate::RedisBackend;
 
 /// Assigns the id, stores the message and puts it in the events stream, in
 /// one atomic step. A retry (same room, user, cid) returns the first one.
+///
+/// The `cid`s of a room are a sorted set `cid:<room>` of `user SEP cid`
+/// scored by message id, trimmed with the history stream: a `cid` is
+/// remembered as long as its message is kept, and no longer. (Older
+/// versions kept them in a hash `cids:<room>` that was never trimmed; it is
+/// still read here, and deleted by the next retention pass.)
 const APPEND: &str = r#"
 local p, room, user, name, data, ts, cid, from, maxlen, evmax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local hist = p .. 'hist:' .. room
+local hist, cids = p .. 'hist:' .. room, p .. 'cid:' .. room
+local member = user .. '\31' .. cid
 if cid ~= '' then
-  local old = redis.call('HGET', p .. 'cids:' .. room, user .. '\31' .. cid)
+  local old = redis.call('ZSCORE', cids, member) or redis.call('HGET', p .. 'cids:' .. room, member)
   if old then
     local e = redis.call('XRANGE', hist, old .. '-0', old .. '-0')
     if #e > 0 then
@@ -32,7 +39,11 @@ end
 local id = redis.call('HINCRBY', p .. 'room:' .. room, 'last_id', 1)
 redis.call('SADD', p .. 'rooms', room)
 redis.call('XADD', hist, 'MAXLEN', maxlen, id .. '-0', 'ts', ts, 'user', user, 'name', name, 'data', data)
-if cid ~= '' then redis.call('HSET', p .. 'cids:' .. room, user .. '\31' .. cid, id) end
+if cid ~= '' then redis.call('ZADD', cids, id, member) end
+local first = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)
+if #first > 0 then
+  redis.call('ZREMRANGEBYSCORE', cids, '-inf', '(' .. string.match(first[1][1], '^%d+'))
+end
 local reads = p .. 'reads:' .. user
 if tonumber(redis.call('HGET', reads, room) or '0') < id then redis.call('HSET', reads, room, id) end
 redis.call('XADD', p .. 'events', 'MAXLEN', '~', evmax, '*', 'k', 'msg', 'room', room, 'id', id, 'ts', ts, 'user', user, 'name', name, 'from', from, 'data', data)
@@ -74,6 +85,24 @@ impl RedisStore {
     ) -> StoreFuture<'_, T> {
         Box::pin(async move { job.await.map_err(err) })
     }
+}
+
+/// Forgets the `cid`s of `room`'s messages that history no longer holds
+/// (see [`APPEND`]), and the unbounded hash of older versions.
+async fn forget_trimmed_cids(
+    backend: &RedisBackend,
+    conn: &mut redis::aio::ConnectionManager,
+    room: &str,
+) -> redis::RedisResult<()> {
+    let (hist, cids) = (backend.key(&["hist", room]), backend.key(&["cid", room]));
+    let first: redis::streams::StreamRangeReply = conn.xrange_count(&hist, "-", "+", 1).await?;
+    let oldest = first.ids.first().and_then(|e| e.id.split('-').next()?.parse::<u64>().ok());
+    let mut pipe = redis::pipe();
+    match oldest {
+        Some(oldest) => pipe.zrembyscore(&cids, "-inf", format!("({oldest}")).ignore(),
+        None => pipe.del(&cids).ignore(),
+    };
+    pipe.del(backend.key(&["cids", room])).ignore().query_async(conn).await
 }
 
 fn err(e: redis::RedisError) -> StoreError {
@@ -278,7 +307,8 @@ impl Store for RedisStore {
         let key = self.backend.key(&["offline", user]);
         let mut conn = self.backend.conn.clone();
         self.run(async move {
-            let (marks, ()): (HashMap<String, u64>, ()) =
+            // The ignored DEL leaves one reply: the marks.
+            let (marks,): (HashMap<String, u64>,) =
                 redis::pipe().atomic().hgetall(&key).del(&key).ignore().query_async(&mut conn).await?;
             Ok(marks)
         })
@@ -318,6 +348,7 @@ impl Store for RedisStore {
                 }
                 let after: u64 = conn.xlen(&key).await?;
                 dropped += before.saturating_sub(after);
+                forget_trimmed_cids(&backend, &mut conn, &room).await?;
             }
             Ok(dropped)
         })

@@ -1,14 +1,17 @@
 //! A node dies (SIGKILL) while messages flow.
 //!
-//! Its clients notice their connection break, go to another node with
-//! their old `sid` and are told the session is gone (`close` 4004 on the
-//! downstream, 404/502 with code 4004 on `POST /v1/send`); they open a new
-//! session there (which rejoins the user's rooms) and ask `history` after
-//! the last message id they hold. In the end each holds every message of
-//! the room once, each live stream having delivered nothing twice. The dead
-//! node's users drop out of presence within `node_ttl` (plus a heartbeat and
-//! a margin), and the users left get a `presence` leave event for a user
-//! who had no other session.
+//! Its clients, one on every native transport, notice their connection
+//! break, go to another node with their old `sid` and are told the session
+//! is gone (`close` 4004 on the downstream, 404/502 with code 4004 on `POST
+//! /v1/send`); they open a new session there (which rejoins the user's
+//! rooms) and ask `history` after the last message id they hold. In the end
+//! each holds every message of the room once, each live stream having
+//! delivered nothing twice. One of them publishes all along: a publish left
+//! unanswered by the death is sent again with the same `cid` through its
+//! new session and is stored once. The dead node's users drop out of
+//! presence within `node_ttl` (plus a heartbeat and a margin), and the
+//! users left get a `presence` leave event for a user who had no other
+//! session.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -87,6 +90,70 @@ async fn follow(mut member: Member, renewed: Arc<AtomicUsize>) -> anyhow::Result
     Ok(Outcome { member, log, gone, old_sid_posts, presence })
 }
 
+/// What the publishing victim went through.
+struct Published {
+    member: Member,
+    /// Each publish's data and the id its ack gave.
+    acked: Vec<(Value, u64)>,
+    /// Publishes sent again (same `cid`) after an attempt went unanswered.
+    resent: usize,
+}
+
+/// How long one publish attempt may wait for its ack before it is taken
+/// as lost with its node.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Publishes `{"victim": n}` until told to stop, through the member's
+/// current node, each until acked: when the node dies under a publish, the
+/// member goes to the next node, starts a new session when told its
+/// session is gone, and sends the publish again with the same `cid`.
+async fn publish_through_death(mut member: Member, stop: Arc<AtomicBool>) -> anyhow::Result<Published> {
+    let (mut acked, mut resent) = (Vec::new(), 0);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let data = json!({"victim": n});
+        let cid = member.sender().next_cid();
+        let frame = json!({"type": "publish", "room": ROOM, "data": data, "cid": cid});
+        let mut attempts = 0;
+        let id = loop {
+            attempts += 1;
+            anyhow::ensure!(attempts <= 10, "publish {cid} unacked after {attempts} attempts");
+            if attempts > 1 {
+                resent += 1;
+            }
+            let body = Value::Array(vec![frame.clone()]).to_string();
+            let node = member.node();
+            let posted = tokio::time::timeout(ATTEMPT_TIMEOUT, member.sender().post(node, &body)).await;
+            match posted {
+                Ok(Ok((200, _))) => {}
+                Ok(Ok((404 | 502, answer))) if answer["code"] == 4004 => {
+                    member.renew().await?;
+                    continue;
+                }
+                Ok(Ok((status, answer))) => anyhow::bail!("publish {cid} through {node}: {status} {answer}"),
+                // The node does not answer: the next one.
+                Ok(Err(_)) | Err(_) => {
+                    member.move_to(member.node_index() + 1);
+                    continue;
+                }
+            }
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, member.answer(&cid)).await {
+                Ok(Ok((answer, _))) if answer.typ() == "ack" => {
+                    break answer.u64("id").ok_or_else(|| anyhow::anyhow!("ack without id: {answer}"))?
+                }
+                Ok(Ok((answer, _))) => anyhow::bail!("publish {cid} answered {answer}"),
+                Ok(Err(e)) if e.is::<SessionGone>() => member.renew().await?,
+                Ok(Err(e)) => return Err(e.context(format!("waiting for the ack of {cid}"))),
+                Err(_) => member.move_to(member.node_index() + 1),
+            }
+        };
+        acked.push((data, id));
+        n += 1;
+        tokio::time::sleep(PACE).await;
+    }
+    Ok(Published { member, acked, resent })
+}
+
 async fn present(cluster: &Cluster, node: usize) -> anyhow::Result<Vec<String>> {
     let (status, body) = cluster.api(node).get(&format!("/rooms/{ROOM}/presence")).await?;
     anyhow::ensure!(status == 200, "presence answered {status}: {body}");
@@ -108,16 +175,18 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         let mut cluster = Cluster::start(options, 3).await?;
         let addrs = cluster.addrs();
 
-        // Three clients of the victim node that will come back elsewhere,
-        // and one ("ghost") that will not.
+        // A client of the victim node on every transport that will come
+        // back elsewhere, one more that publishes, and one ("ghost") that
+        // will not come back.
         let mut victims = Vec::new();
-        for (user, transport) in
-            [("v-sse", Transport::Sse), ("v-poll", Transport::LongPoll), ("v-ws", Transport::WebSocket)]
-        {
-            let mut member = Member::create(&addrs, VICTIM, VICTIM, user, transport).await?;
+        for transport in Transport::ALL {
+            let user = format!("v-{}", transport.to_string().to_lowercase());
+            let mut member = Member::create(&addrs, VICTIM, VICTIM, &user, transport).await?;
             member.join(ROOM).await?;
             victims.push(member);
         }
+        let mut victim_publisher = Member::create(&addrs, VICTIM, VICTIM, "v-publisher", Transport::WebSocket).await?;
+        victim_publisher.join(ROOM).await?;
         let mut ghost = Member::create(&addrs, VICTIM, VICTIM, "ghost", Transport::WebSocket).await?;
         ghost.join(ROOM).await?;
         // Clients of the nodes that live on.
@@ -127,7 +196,9 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         steady.join(ROOM).await?;
         let publisher = Publisher::join(addrs[0], ROOM).await?;
 
-        let everybody = ["ghost", "observer", "steady", "v-poll", "v-sse", "v-ws"];
+        let mut everybody: Vec<String> = victims.iter().map(|m| m.user().to_owned()).collect();
+        everybody.extend(["ghost", "observer", "steady", "v-publisher"].map(String::from));
+        let victim_count = victims.len();
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let users = present(&cluster, 0).await?;
@@ -140,6 +211,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
 
         let renewed = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let stop_victim = Arc::new(AtomicBool::new(false));
         let publishing = {
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
@@ -153,6 +225,7 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
                 anyhow::Ok(n)
             })
         };
+        let victim_publishing = tokio::spawn(publish_through_death(victim_publisher, Arc::clone(&stop_victim)));
         let followers: Vec<_> = victims
             .into_iter()
             .chain([observer, steady])
@@ -179,11 +252,19 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         };
 
         // Keep publishing until every victim recovered, and a while longer.
-        let until = Instant::now() + Duration::from_secs(8);
-        while renewed.load(Ordering::SeqCst) < 3 || killed.elapsed() < NODE_TTL * 2 {
-            anyhow::ensure!(Instant::now() < until, "only {} of 3 victims recovered", renewed.load(Ordering::SeqCst));
+        let until = Instant::now() + Duration::from_secs(10);
+        while renewed.load(Ordering::SeqCst) < victim_count || killed.elapsed() < NODE_TTL * 2 {
+            anyhow::ensure!(
+                Instant::now() < until,
+                "only {} of {victim_count} victims recovered",
+                renewed.load(Ordering::SeqCst)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The publishing victim stops first: all of its messages come
+        // before the end marker.
+        stop_victim.store(true, Ordering::SeqCst);
+        let victim = victim_publishing.await??;
         stop.store(true, Ordering::SeqCst);
         let published = publishing.await??;
         let mut outcomes = Vec::new();
@@ -192,7 +273,16 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
         }
 
         let history = full_history(&cluster.api(0), ROOM).await?;
-        assert_eq!(history.len() as u64, published + 1, "every publish stored once");
+        assert_eq!(history.len() as u64, published + victim.acked.len() as u64 + 1, "every publish stored once");
+        // The publishing victim's messages: each stored once, under the id
+        // its (perhaps second) ack gave, the ones sent again included.
+        for (data, id) in &victim.acked {
+            let stored: Vec<&Value> = history.iter().filter(|m| m["data"] == *data).collect();
+            assert!(stored.len() == 1 && stored[0]["id"] == *id, "{data} acked as {id}, stored as {stored:?}");
+        }
+        assert_eq!(victim.member.sessions(), 2, "the publishing victim's sessions");
+        assert!(victim.resent > 0, "no publish of the victim was sent again after its node died");
+        assert!(victim.member.violations().is_empty(), "{:#?}", victim.member.violations());
         let mut problems = Vec::new();
         for o in &outcomes {
             let user = o.member.user();
@@ -231,9 +321,9 @@ async fn a_killed_nodes_clients_recover_elsewhere_and_its_users_leave_presence()
             assert!(after < NODE_TTL + NODE_TTL / 3 + MARGIN, "{user} heard ghost leave {after:?} after the kill");
         }
         let users = present(&cluster, 1).await?;
-        let stayed: Vec<&str> = everybody.iter().copied().filter(|u| *u != "ghost").collect();
+        let stayed: Vec<&String> = everybody.iter().filter(|u| *u != "ghost").collect();
         assert!(
-            stayed.iter().all(|u| users.iter().any(|p| p == u)) && !users.iter().any(|u| u == "ghost"),
+            stayed.iter().all(|u| users.iter().any(|p| p == *u)) && !users.iter().any(|u| u == "ghost"),
             "presence after the recovery: {users:?} (ghost gone after {ghost_gone:?})"
         );
         Ok(())

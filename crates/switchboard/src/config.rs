@@ -127,6 +127,11 @@ pub struct Config {
     /// presence and its sessions are given up.
     #[serde(with = "humantime_serde")]
     pub node_ttl: Duration,
+    /// Most entries kept in the cluster-wide events stream (every room's
+    /// messages and events, read by every node). A node cut off from Redis
+    /// for longer than this many events takes to arrive misses the older
+    /// ones (its clients recover from history).
+    pub redis_events_max: usize,
 }
 
 /// The retention of the rooms one `[retention."PATTERN"]` entry names.
@@ -208,6 +213,7 @@ impl Default for Config {
             redis_key_prefix: "sb:".into(),
             advertise: None,
             node_ttl: Duration::from_secs(5),
+            redis_events_max: 100_000,
         }
     }
 }

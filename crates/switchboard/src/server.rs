@@ -158,7 +158,7 @@ impl App {
                     advertise,
                     node_ttl: config.node_ttl,
                     history_max_messages: config.retention_policy().most_messages(),
-                    events_max: 100_000,
+                    events_max: config.redis_events_max,
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to redis at {}: {e}", config.redis_url))?;

@@ -34,7 +34,11 @@ fn cluster_flags_override_the_file_and_the_environment() {
     let file = dir.join("node.toml");
     std::fs::write(&file, "broker = \"local\"\nredis_url = \"redis://file:6379\"\nnode_ttl = \"9s\"\n").unwrap();
     let file = file.to_string_lossy().into_owned();
-    let env = [("SWITCHBOARD_REDIS_URL", "redis://env:6379"), ("SWITCHBOARD_ADVERTISE", "10.9.9.9:1")];
+    let env = [
+        ("SWITCHBOARD_REDIS_URL", "redis://env:6379"),
+        ("SWITCHBOARD_ADVERTISE", "10.9.9.9:1"),
+        ("SWITCHBOARD_REDIS_EVENTS_MAX", "5000"),
+    ];
 
     // Without flags: the file, then the environment.
     let config = effective(&["config", "--config", &file], &env);
@@ -42,6 +46,7 @@ fn cluster_flags_override_the_file_and_the_environment() {
     assert_eq!(config["redis_url"], "redis://env:6379", "{config}");
     assert_eq!(config["advertise"], "10.9.9.9:1", "{config}");
     assert_eq!(config["node_ttl"], "9s", "{config}");
+    assert_eq!(config["redis_events_max"], 5000, "{config}");
 
     // The flags win over both.
     let args = [

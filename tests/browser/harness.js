@@ -16,6 +16,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
 export const STATIC_DIR = path.join(here, 'static');
 const BINARY = process.env.SWITCHBOARD_BIN || path.join(REPO, 'target/debug/switchboard');
+const CLIENT_JS = path.join(REPO, 'clients/js/switchboard.js');
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -86,7 +87,8 @@ export async function startServer({ staticDir = STATIC_DIR, env = {} } = {}) {
  */
 export async function startProxy(targetPort) {
   const sockets = new Set();
-  const state = { blocked: false, frozen: false, upgrades: 'allow', upgradeDelay: 500, cuts: 0, refusedUpgrades: 0 };
+  // `accepted`: when each browser connection arrived (Date.now()), blocked ones included.
+  const state = { blocked: false, frozen: false, upgrades: 'allow', upgradeDelay: 500, cuts: 0, refusedUpgrades: 0, accepted: [] };
   const track = (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -94,6 +96,7 @@ export async function startProxy(targetPort) {
   };
   const server = net.createServer((client) => {
     track(client);
+    state.accepted.push(Date.now());
     if (state.blocked) {
       client.resetAndDestroy();
       return;
@@ -163,7 +166,20 @@ export async function startProxy(targetPort) {
   };
 }
 
-/** Serves tests/browser/static on 127.0.0.1 (pages load it as http://localhost:PORT: another origin, another site). */
+/**
+ * With SB_TEST_CLIENT_FROM_DISK=1, test pages import the client from the
+ * page server (clients/js as it is on disk) rather than from the server that
+ * embeds it: to try a change to the client without rebuilding the server.
+ */
+let diskClient;
+
+/**
+ * Serves tests/browser/static on 127.0.0.1 (pages load it as
+ * http://localhost:PORT: another origin, another site), and the client at
+ * `/switchboard.js` for pages that must not depend on the server for it.
+ * `otherOrigin` (http://127.0.0.1:PORT) is the same files on yet another
+ * origin, for a page a server's allowlist does not name.
+ */
 export async function startPageServer() {
   const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
   const server = http.createServer(async (req, res) => {
@@ -172,6 +188,11 @@ export async function startPageServer() {
       // A 1x1 GIF that takes `ms` to arrive: holds the page's load event back.
       const gif = Buffer.from('R0lGODlhAQABAAAAACwAAAAAAQABAAA=', 'base64');
       setTimeout(() => res.writeHead(200, { 'content-type': 'image/gif' }).end(gif), Number(url.searchParams.get('ms')) || 0);
+      return;
+    }
+    if (url.pathname === '/switchboard.js') {
+      const body = await readFile(CLIENT_JS);
+      res.writeHead(200, { 'content-type': types['.js'], 'cache-control': 'no-store', 'access-control-allow-origin': '*' }).end(body);
       return;
     }
     const name = url.pathname.replace(/^\/+/, '') || 'page.html';
@@ -188,8 +209,10 @@ export async function startPageServer() {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
+  if (process.env.SB_TEST_CLIENT_FROM_DISK) diskClient = `http://localhost:${port}`;
   return {
     origin: `http://localhost:${port}`,
+    otherOrigin: `http://127.0.0.1:${port}`,
     async stop() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -215,22 +238,33 @@ export function launchBrowser() {
 }
 
 /**
- * Opens the test page (`static/page.html`) and waits until its client is
- * open and has joined "lobby". `server` is the base URL the client talks
- * to; `pageOrigin` where the page itself comes from.
+ * Opens the test page (`static/page.html`) without waiting for its client.
+ * `server` is the base URL the client talks to; `pageOrigin` where the page
+ * itself comes from; `init` a script run in the page before its own
+ * (`page.addInitScript`); `clientFrom` where the page imports the client
+ * from (default: `server`).
  */
-export async function openChat(context, { pageOrigin, server, transports, options = {}, slow }) {
+export async function openPage(context, { pageOrigin, server, transports, options = {}, slow, init, clientFrom }) {
+  clientFrom ??= diskClient;
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(String(error)));
   page.on('console', (message) => {
     if (message.type() === 'error') problems.push(message.text());
   });
+  if (init) await page.addInitScript(init);
   const query = new URLSearchParams({ server, options: JSON.stringify(options) });
   if (transports) query.set('transports', [].concat(transports).join(','));
   if (slow) query.set('slow', String(slow));
+  if (clientFrom) query.set('client', clientFrom);
   await page.goto(`${pageOrigin}/page.html?${query}`);
   page.problems = problems;
+  return page;
+}
+
+/** Opens the test page and waits until its client is open and has joined "lobby" (see openPage). */
+export async function openChat(context, settings) {
+  const page = await openPage(context, settings);
   await page.waitForFunction(() => window.sbJoined === true, null, { timeout: 20000 }).catch(async (error) => {
     throw new Error(`chat did not open: ${error.message}\n${await describe(page)}`);
   });

@@ -82,6 +82,20 @@ export function defineTransportSuite(transport) {
       const ids = await Promise.all([a, b].map((p) => p.evaluate(() => window.sb.id)));
       const froms = await a.evaluate(() => window.sbLog.messages.map((m) => m.from));
       assert.deepEqual(froms, expected.map((t) => (t.startsWith('a') ? ids[0] : ids[1])));
+      await assertMessageShape(a);
+    }
+
+    /** A `message` event carries exactly the fields `Message` in switchboard.d.ts declares, with their types. */
+    async function assertMessageShape(page) {
+      const messages = await page.evaluate(() => window.sbLog.messages);
+      const types = { room: 'string', id: 'number', ts: 'number', from: 'string', user: 'string', name: 'string', data: 'object', seq: 'number' };
+      for (const m of messages) {
+        assert.deepEqual(Object.keys(m).sort(), Object.keys(types).sort(), JSON.stringify(m));
+        for (const [key, type] of Object.entries(types)) assert.equal(typeof m[key], type, `${key} of ${JSON.stringify(m)}`);
+        assert.ok(Math.abs(m.ts - Date.now()) < 60000, `ts is milliseconds since the epoch: ${m.ts}`);
+      }
+      const ids = messages.map((m) => m.id);
+      assert.ok(ids.every((id, i) => i === 0 || id > ids[i - 1]), `message ids increase within the room: ${ids}`);
     }
 
     test(`${transport}: two pages chat both ways, every message once and in order`, async () => {

@@ -244,6 +244,89 @@ def ramp_series(runs, names, per_delivery=1):
     return series
 
 
+# ------------------------------------------------------------------ cluster
+def cluster_label(name):
+    if name.endswith("-2nodes"):
+        return "2 nodes on Redis"
+    if name.endswith("-1node"):
+        return "1 node, in process"
+    return name
+
+
+def cluster(runs, results, rel, w):
+    """Two nodes on Redis against one node in process (bench/run.sh, the
+    `cluster-*` scenarios)."""
+    fixed = {n: r for n, r in runs.items() if n.startswith("cluster-fanout-") and "-ramp-" not in n}
+    ramps = {n: r for n, r in runs.items() if n.startswith("cluster-fanout-ramp-")}
+    if not fixed and not ramps:
+        return
+    w("## Many nodes on Redis")
+    w("")
+    w("The room fan-out (native WebSocket) on **two Switchboard nodes sharing one Redis** "
+      "(`--broker redis`; history, fan-out and presence in Redis; Redis with an append-only file "
+      "fsynced every second), against **one node in process** (memory store). Both nodes, Redis and "
+      "the load generator share this machine's cores. The server CPU column counts both nodes and "
+      "Redis. Every stored message goes through Redis on the way to every node, the publisher's "
+      "own included.")
+    w("")
+    if fixed:
+        w("**Cross-node delivery latency.** Two nodes: every publisher on node A, every subscriber "
+          "on node B (`--publish-url A --url B`), so each delivery crosses nodes. Latency from the "
+          "scheduled send to the subscriber's receipt.")
+        w("")
+        w("| setup | subscribers | rate | delivered | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+          "| server CPU µs/delivery | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n, r in sorted(fixed.items()):
+            s = step0(r)
+            if not s:
+                w(f"| {cluster_label(n)} | — | — | — | — | — | — | — | — | {failure(r) or 'no result'} | — | — |")
+                continue
+            l = s["latency_ms"]
+            w(f"| {cluster_label(n)} | {fmt(r['params']['clients'])} | {fmt(s['rate'])}/s | {s['delivered'] * 100:.1f}% "
+              f"| {fmt(s['deliveries_per_s'])} | **{ms(l['p50'])}** | {ms(l['p90'])} | **{ms(l['p99'])}** "
+              f"| {ms(l['p999'])} | {ms(l['max'])} | {cpu(s)} | {load_of(r)} |")
+        w("")
+    if ramps:
+        w("**Fan-out throughput.** The fan-out ramp; on two nodes the clients are spread over both "
+          "(half of the subscribers and publishers on each). A step holds when p99 ≤ 100 ms and "
+          "≥ 97% arrived, as in the other ramps.")
+        w("")
+        w("| setup | held rate | held deliveries/s | sustained rate | first missed rate | rates tried "
+          "| server CPU µs/delivery (last held step) | load avg |")
+        w("|---|---:|---:|---:|---|---|---:|---:|")
+        for n, r in sorted(ramps.items()):
+            res = result(r)
+            f = first_fail(r)
+            h = held(r)
+            fan = res.get("held_deliveries_per_s")
+            ff = "none (every step held)" if not f else (
+                f"{fmt(f['rate'])}/s: p99 {ms(f['latency_ms']['p99'])} ms, {f['delivered'] * 100:.1f}% delivered")
+            if failure(r) and not res.get("steps"):
+                ff = failure(r)
+            tried = ", ".join(fmt(s["rate"]) + ("" if s["ok"] else "✗") for s in res.get("steps") or [])
+            held_steps = [x for x in by_rate(r) if x["ok"] and h is not None and x["rate"] <= h]
+            c = cpu(held_steps[-1]) if held_steps else "—"
+            sus = res.get("delivered_rate")
+            w(f"| {cluster_label(n)} | **{fmt(h)}**/s | {fmt(fan)} | {fmt(sus) + '/s' if sus else '—'} | {ff} "
+              f"| {tried} | {c} | {load_of(r)} |")
+        w("")
+        one = [n for n in ramps if n.endswith("-1node")]
+        two = [n for n in ramps if n.endswith("-2nodes")]
+        if one and two:
+            a, b = ramps[two[0]], ramps[one[0]]
+            w(f"Two nodes on Redis against one node: held rate {ratio(held(a), held(b))}, "
+              f"sustained rate {ratio(result(a).get('delivered_rate'), result(b).get('delivered_rate'))}.")
+            w("")
+        series = [(cluster_label(n), one[0][1]) for n in sorted(ramps) for one in [ramp_series(runs, [n], 1)] if one]
+        if series:
+            path = os.path.join(results, "cluster-fanout-ramp.svg")
+            svg_ramp(path, "Room fan-out: 2 nodes on Redis vs 1 node", series,
+                     "p99 latency from schedule (ms)", "received per second")
+            w(f"![Room fan-out: 2 nodes on Redis vs 1 node]({rel}/cluster-fanout-ramp.svg)")
+            w("")
+
+
 # ------------------------------------------------------------------ targets
 def svg_lines(path, title, series, xlabel, ylabel):
     """One panel, log-scale x, linear y from 0: a line per series of (x, y)."""
@@ -615,6 +698,8 @@ def main():
                 "Switchboard's publishers use the native WebSocket; nchan's POST to `/pub/<channel>`.", 1)
     ramp_table("httpfanout-ramp-", "SSE and long-poll fan-out saturation ramp (vs nchan)",
                "Same holding rule as above.", 1, "httpfanout-ramp.svg")
+
+    cluster(runs, results, rel, w)
 
     churn = {n: r for n, r in runs.items() if n.startswith("churn-")}
     if churn:

@@ -6,9 +6,12 @@
 #   bench/run.sh            # the full run (about 15-20 minutes)
 #   bench/run.sh --quick    # a short smoke run of every scenario (into bench/run/, git-ignored)
 #   bench/run.sh --only fanout   # only the scenarios whose name contains "fanout"
+#   bench/run.sh --only cluster  # only the two-node (Redis) scenarios and their one-node baseline
 #
 # Installs what is missing: nginx + libnginx-mod-nchan (apt-get), the Node
-# peer's packages (npm ci), the release builds (cargo). Not part of ./test.sh.
+# peer's packages (npm ci), the socketioxide peer, redis-server (apt-get),
+# the release builds (cargo); a peer only when a scenario of this run needs
+# it. Not part of ./test.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,19 +48,37 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- install
 install() {
-  if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
-    log "installing nginx and nchan"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
-  fi
-  if [ ! -d "$NODE_DIR/node_modules/socket.io" ]; then
-    log "installing the socket.io peer"
-    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
-  fi
   log "building Switchboard and the load generator (release)"
   cargo build --release -q -p switchboard -p switchboard-bench
-  log "building the socketioxide peer (release)"
-  CARGO_TARGET_DIR=$SIOXIDE_DIR/target cargo build --release -q --manifest-path "$SIOXIDE_DIR/Cargo.toml"
+}
+
+# ensure_peer NAME: installs or builds what NAME needs, once per run.
+ENSURED=" "
+ensure_peer() {
+  case "$ENSURED" in *" $1 "*) return 0 ;; esac
+  case "$1" in
+    nchan)
+      if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+        log "installing nginx and nchan"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
+      fi ;;
+    socketio-node)
+      if [ ! -d "$NODE_DIR/node_modules/socket.io" ]; then
+        log "installing the socket.io peer"
+        (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
+      fi ;;
+    socketioxide)
+      log "building the socketioxide peer (release)"
+      CARGO_TARGET_DIR=$SIOXIDE_DIR/target cargo build --release -q --manifest-path "$SIOXIDE_DIR/Cargo.toml" ;;
+    redis)
+      if ! command -v redis-server >/dev/null; then
+        log "installing redis-server"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+      fi ;;
+  esac
+  ENSURED="$ENSURED$1 "
 }
 
 # ---------------------------------------------------------------- servers
@@ -75,6 +96,7 @@ wait_port() {
 
 start_server() {
   local name=$1
+  ensure_peer "$name"
   case "$name" in
     switchboard)
       SERVER_PORT=7070
@@ -113,7 +135,53 @@ stop_server() {
   fi
   sleep 1   # let the kernel reap the sockets
 }
-trap stop_server EXIT
+
+# Two Switchboard nodes on a private Redis (a redis-server of this run on
+# its own port, stopped by its PID like the nodes).
+REDIS_PORT=7379
+NODE_PORTS=(7071 7072)
+REDIS_PID=""
+NODE_PIDS=()
+
+start_cluster() {
+  ensure_peer redis
+  if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+    echo "port $REDIS_PORT is taken; the benchmark's Redis needs it" >&2
+    return 1
+  fi
+  rm -rf "$RUN/redis"; mkdir -p "$RUN/redis"
+  # Append-only file fsynced every second: the setting docs/deploy.md
+  # suggests short of `always`.
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+    --dir "$RUN/redis" >"$RUN/redis.log" 2>&1 &
+  REDIS_PID=$!
+  wait_port "$REDIS_PORT"
+  NODE_PIDS=()
+  for port in "${NODE_PORTS[@]}"; do
+    SWITCHBOARD_RATE_MESSAGES=1000000000.0 SWITCHBOARD_RATE_JOINS=1000000000.0 SWITCHBOARD_RATE_TYPING=1000000000.0 \
+    SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 SWITCHBOARD_MAX_SESSIONS=1000000 SWITCHBOARD_LOG=warn \
+      "$SWITCHBOARD" serve --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" \
+        --broker redis --redis-url "redis://127.0.0.1:$REDIS_PORT" >"$RUN/node-$port.log" 2>&1 &
+    NODE_PIDS+=("$!")
+  done
+  for port in "${NODE_PORTS[@]}"; do wait_port "$port"; done
+  sleep 0.5
+}
+
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+stop_cluster() {
+  for pid in "${NODE_PIDS[@]}"; do stop_pid "$pid"; done
+  NODE_PIDS=()
+  if [ -n "$REDIS_PID" ]; then stop_pid "$REDIS_PID"; REDIS_PID=""; fi
+  sleep 1
+}
+trap 'stop_server; stop_cluster' EXIT
 
 version_of() {
   case "$1" in
@@ -134,6 +202,20 @@ bench() {
     --url "http://127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
     --out "$RESULTS/$name.json" "$@" || echo "(bench $name failed)" >&2
   stop_server
+}
+
+# bench_cluster NAME ARGS...: one scenario against two fresh nodes on a
+# fresh Redis; ARGS say which node the clients use (--url, --publish-url).
+# The server CPU and memory figures count both nodes and Redis.
+bench_cluster() {
+  local name=$1; shift
+  if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then return 0; fi
+  log "$name"
+  start_cluster
+  "$BENCH" run --server switchboard --server-version "$(version_of switchboard), redis $(redis-server --version | awk '{print $3}' | tr -d v=), 2 nodes" \
+    --server-pid "${NODE_PIDS[0]}" --server-pid "${NODE_PIDS[1]}" --server-pid "$REDIS_PID" \
+    --out "$RESULTS/$name.json" "$@" || echo "(bench $name failed)" >&2
+  stop_cluster
 }
 
 # ---------------------------------------------------------------- parameters
@@ -160,7 +242,10 @@ RAMP=(--step "$STEP_SECS" --drain-ms 1000)
 
 # ---------------------------------------------------------------- run
 install
-if [ -z "$ONLY" ]; then rm -f "$RESULTS"/*.json "$RESULTS"/*.svg; fi
+if [ -z "$ONLY" ]; then
+  rm -f "$RESULTS"/*.json "$RESULTS"/*.svg
+  for peer in nchan socketio-node socketioxide redis; do ensure_peer "$peer"; done
+fi
 if [ -n "$ONLY" ] && [ -f "$RESULTS/meta.json" ]; then
   # A partial re-run: keep the full run's metadata, note the re-run.
   python3 - "$RESULTS/meta.json" "$ONLY" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uptime | sed 's/^ *//')" <<'PY'
@@ -250,6 +335,19 @@ for target in "switchboard native-ws" "socketioxide socketio-ws"; do
       --rate "$((GROWTH_DELIVERIES / size))" --duration "$FIXED_SECS" "${COMMON[@]}" --protocol "$2"
   done
 done
+
+# Many nodes: two nodes on Redis against one node in process, same room
+# fan-out. Latency: publishers on node A, every subscriber on node B, so
+# every delivery crosses nodes. Throughput: clients spread over both nodes
+# (worker 1 on A, worker 2 on B), against the one-node ramp.
+NODE_A=http://127.0.0.1:${NODE_PORTS[0]}
+NODE_B=http://127.0.0.1:${NODE_PORTS[1]}
+CFAN_ARGS=(--protocol native-ws "${FAN_ARGS[@]}")
+CRAMP_ARGS=(--protocol native-ws "${FRAMP_ARGS[@]}")
+bench         cluster-fanout-switchboard-native-ws-1node       switchboard "${CFAN_ARGS[@]}"
+bench_cluster cluster-fanout-switchboard-native-ws-2nodes      "${CFAN_ARGS[@]}" --url "$NODE_B" --publish-url "$NODE_A"
+bench         cluster-fanout-ramp-switchboard-native-ws-1node  switchboard "${CRAMP_ARGS[@]}"
+bench_cluster cluster-fanout-ramp-switchboard-native-ws-2nodes "${CRAMP_ARGS[@]}" --url "$NODE_A,$NODE_B"
 
 log "load after the run: $(uptime)"
 python3 "$ROOT/bench/report.py" "$RESULTS" "$REPORT"

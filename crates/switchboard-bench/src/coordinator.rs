@@ -40,9 +40,16 @@ pub struct RunArgs {
     /// Its version, for the report.
     #[arg(long, default_value = "")]
     pub server_version: String,
-    /// Base URL of the server (`http://IPv4:port`).
+    /// Base URL of the server (`http://IPv4:port`). Several, comma
+    /// separated (the nodes of a cluster): worker `w` connects to the
+    /// `w`-th, in turn.
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub url: String,
+    /// Base URL(s) the fan-out publishers connect to instead of `--url`
+    /// (publish on one node, subscribe on another); comma separated like
+    /// `--url`.
+    #[arg(long)]
+    pub publish_url: Option<String>,
     /// PID of the server (its descendants are counted too); repeatable.
     #[arg(long = "server-pid")]
     pub server_pids: Vec<u32>,
@@ -235,6 +242,15 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
     let ips = source_ips(&args.source_ips)?;
     let processes = args.processes.clamp(1, ips.len());
     let publish_protocol = args.publish_protocol.unwrap_or(args.protocol.default_publisher());
+    let urls: Vec<&str> = args.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let publish_urls: Vec<&str> = args
+        .publish_url
+        .as_deref()
+        .map(|u| u.split(',').map(str::trim).filter(|u| !u.is_empty()).collect())
+        .unwrap_or_default();
+    if urls.is_empty() {
+        bail!("--url names no server");
+    }
     let rss_before = rss::tree_bytes(&args.server_pids);
     let mut workers = Vec::new();
     for w in 0..processes {
@@ -248,7 +264,8 @@ async fn scenario(args: &RunArgs, partial: &mut Partial) -> anyhow::Result<Value
         let job = Job {
             worker: w,
             workers: processes,
-            url: args.url.clone(),
+            url: urls[w % urls.len()].to_owned(),
+            publish_url: (!publish_urls.is_empty()).then(|| publish_urls[w % publish_urls.len()].to_owned()),
             room: args.room.clone(),
             protocol: args.protocol,
             publish_protocol,

@@ -82,6 +82,9 @@ pub struct Job {
     pub workers: usize,
     /// `http://host:port` of the server.
     pub url: String,
+    /// `http://host:port` the publishers connect to, when not `url`.
+    #[serde(default)]
+    pub publish_url: Option<String>,
     /// Room (channel) of the fan-out scenarios.
     pub room: String,
     /// Protocol of the idle, echo and subscriber clients.

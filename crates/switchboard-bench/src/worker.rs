@@ -32,6 +32,7 @@ async fn serve() -> anyhow::Result<()> {
     let (plan, _) = watch::channel(None);
     let shared = Rc::new(Shared {
         net: Net::new(&job.url, job.source_ips.clone())?,
+        publish_net: job.publish_url.as_deref().map(|url| Net::new(url, job.source_ips.clone())).transpose()?,
         recorder: stats::Recorder::default(),
         room: job.room.clone(),
         padding: job.padding,

@@ -24,6 +24,8 @@ use crate::stats::Recorder;
 pub struct Shared {
     /// Where to connect from and to.
     pub net: Net,
+    /// Where publishers connect to, when not `net` (`--publish-url`).
+    pub publish_net: Option<Net>,
     /// The worker's counts and histograms.
     pub recorder: Recorder,
     /// The fan-out room (nchan channel).
@@ -45,6 +47,17 @@ pub struct Client {
     pub sender_index: usize,
     /// How many senders the worker has.
     pub senders: usize,
+}
+
+impl Client {
+    /// Where this client connects: publishers to `--publish-url` when
+    /// given, everyone else to `--url`.
+    pub fn net(&self) -> &Net {
+        match (self.role, &self.shared.publish_net) {
+            (Role::Publisher, Some(net)) => net,
+            _ => &self.shared.net,
+        }
+    }
 }
 
 /// The running part of a client.

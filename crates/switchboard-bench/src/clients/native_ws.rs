@@ -14,7 +14,7 @@ use tokio_websockets::Message;
 
 use super::{measure, Client, Running, Schedule, Shared, MAX_BURST};
 use crate::clock::native_seq;
-use crate::net::Ws;
+use crate::net::{Net, Ws};
 use crate::plan::Role;
 
 /// Frames between two `ack` frames.
@@ -32,8 +32,8 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     }
 }
 
-async fn connect(shared: &Shared) -> anyhow::Result<Ws> {
-    let mut ws = shared.net.ws("/v1/ws").await?;
+async fn connect(net: &Net) -> anyhow::Result<Ws> {
+    let mut ws = net.ws("/v1/ws").await?;
     let welcome = next_text(&mut ws).await?;
     if !welcome.contains("\"type\":\"welcome\"") {
         bail!("expected a welcome, got {welcome}");
@@ -43,7 +43,7 @@ async fn connect(shared: &Shared) -> anyhow::Result<Ws> {
 
 /// Connects, reads the welcome, closes.
 pub async fn handshake(shared: &Rc<Shared>) -> anyhow::Result<()> {
-    let mut ws = connect(shared).await?;
+    let mut ws = connect(&shared.net).await?;
     let _ = ws.send(Message::close(None, "")).await;
     Ok(())
 }
@@ -52,7 +52,7 @@ pub async fn handshake(shared: &Rc<Shared>) -> anyhow::Result<()> {
 /// subscribers.
 pub async fn open(client: Client) -> anyhow::Result<Running> {
     let shared = &client.shared;
-    let mut ws = connect(shared).await?;
+    let mut ws = connect(client.net()).await?;
     if matches!(client.role, Role::Publisher | Role::Subscriber) {
         let join = format!("{{\"type\":\"join\",\"room\":{},\"cid\":\"join\"}}", serde_json::to_string(&shared.room)?);
         ws.send(Message::text(join)).await?;

@@ -18,7 +18,7 @@ use crate::plan::{Protocol, Role};
 /// Opens a subscriber (idle or measuring) or a publisher.
 pub async fn open(protocol: Protocol, client: Client) -> anyhow::Result<Running> {
     let shared = Rc::clone(&client.shared);
-    let mut http = shared.net.http().await?;
+    let mut http = client.net().http().await?;
     let sub = format!("/sub/{}", shared.room);
     let subscriber = client.role == Role::Subscriber;
     match (protocol, client.role) {
@@ -33,7 +33,7 @@ pub async fn open(protocol: Protocol, client: Client) -> anyhow::Result<Running>
                     _ => shared.recorder.error(),
                 }
                 if !http.is_open() {
-                    match shared.net.http().await {
+                    match client.net().http().await {
                         Ok(h) => http = h,
                         Err(_) => break,
                     }

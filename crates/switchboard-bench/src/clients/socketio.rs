@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_websockets::Message;
 
 use super::{measure, Client, Running, Schedule, Shared, MAX_BURST};
-use crate::net::Ws;
+use crate::net::{Net, Ws};
 use crate::plan::Role;
 
 const PATH: &str = "/socket.io/?EIO=4&transport=websocket";
@@ -36,8 +36,8 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
 }
 
 /// Open packet, CONNECT to `/`, its answer.
-async fn connect(shared: &Shared) -> anyhow::Result<Ws> {
-    let mut ws = shared.net.ws(PATH).await?;
+async fn connect(net: &Net) -> anyhow::Result<Ws> {
+    let mut ws = net.ws(PATH).await?;
     let open = next_text(&mut ws).await?;
     if !open.starts_with('0') {
         bail!("expected the engine.io open packet, got {open}");
@@ -52,7 +52,7 @@ async fn connect(shared: &Shared) -> anyhow::Result<Ws> {
 
 /// Connects to the namespace, closes.
 pub async fn handshake(shared: &Rc<Shared>) -> anyhow::Result<()> {
-    let mut ws = connect(shared).await?;
+    let mut ws = connect(&shared.net).await?;
     let _ = ws.send(Message::close(None, "")).await;
     Ok(())
 }
@@ -61,7 +61,7 @@ pub async fn handshake(shared: &Rc<Shared>) -> anyhow::Result<()> {
 /// subscribers.
 pub async fn open(client: Client) -> anyhow::Result<Running> {
     let shared = &client.shared;
-    let mut ws = connect(shared).await?;
+    let mut ws = connect(client.net()).await?;
     if matches!(client.role, Role::Publisher | Role::Subscriber) {
         join(&mut ws, &shared.room).await?;
     }

@@ -187,7 +187,7 @@ version_of() {
   case "$1" in
     switchboard) "$SWITCHBOARD" --version | awk '{print $2}' ;;
     socketioxide) awk '/name = "socketioxide"/{getline; gsub(/[" ]/,""); sub("version=",""); print; exit}' "$SIOXIDE_DIR/Cargo.lock" ;;
-    socketio-node) node -p "require('$NODE_DIR/node_modules/socket.io/package.json').version + ' (Node ' + process.versions.node + ')'" ;;
+    socketio-node) node -p "require('$NODE_DIR/node_modules/socket.io/package.json').version + ' (Node ' + process.versions.node + ')'" 2>/dev/null || echo "not installed" ;;
     nchan) echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)" ;;
   esac
 }

@@ -1,11 +1,12 @@
 // The demo chat at `/`: two tabs sign in and talk, the close/reconnect button
 // queues and then delivers, the transport picker moves the session, the
-// indicators follow. (The messenger features: im.test.js.)
+// indicators follow, a cut connection shows "reconnecting…". (The messenger
+// features: im.test.js.)
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { launchBrowser, startServer } from './harness.js';
+import { launchBrowser, sleep, startProxy, startServer } from './harness.js';
 
 let browser;
 let server;
@@ -61,5 +62,34 @@ test('demo chat: two tabs, close/reconnect with a queued message, transport pick
     assert.ok(Number(await a.textContent('#last')) >= 3);
   } finally {
     await context.close();
+  }
+});
+
+test('demo chat: a cut connection shows a visible "reconnecting…" until the chat is back', async () => {
+  const context = await browser.newContext();
+  // The demo talks to the origin it came from: here, a proxy that can cut it off.
+  const proxy = await startProxy(server.port);
+  try {
+    const page = await context.newPage();
+    await page.goto(`${proxy.origin}/`);
+    await page.fill('#nick', 'cut');
+    await page.click('#login-nick');
+    await page.waitForFunction(() => document.querySelector('#state').dataset.state === 'open', null, { timeout: 15000 });
+    assert.equal(await page.textContent('#state'), 'open');
+
+    proxy.block();
+    await page.waitForFunction(() => document.querySelector('#state').textContent === 'reconnecting…', null, { timeout: 10000 });
+    assert.ok(await page.isVisible('#state'), 'the state indicator is on screen');
+    assert.equal(await page.getAttribute('#state', 'data-state'), 'reconnecting');
+    const box = await page.locator('#state').boundingBox();
+    assert.ok(box && box.width > 0 && box.height > 0, `the text takes room on screen: ${JSON.stringify(box)}`);
+    await sleep(1500);
+    assert.equal(await page.textContent('#state'), 'reconnecting…', 'stays while the server is unreachable');
+
+    proxy.unblock();
+    await page.waitForFunction(() => document.querySelector('#state').textContent === 'open', null, { timeout: 15000 });
+  } finally {
+    await context.close();
+    await proxy.stop();
   }
 });

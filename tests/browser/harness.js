@@ -240,13 +240,15 @@ export function launchBrowser() {
 /**
  * Opens the test page (`static/page.html`) without waiting for its client.
  * `server` is the base URL the client talks to; `pageOrigin` where the page
- * itself comes from; `init` a script run in the page before its own
+ * itself comes from; `slow` ms its load event waits for an image (served
+ * from `slowFrom`, a page server, if the page is not on one); `init` a script run in the page before its own
  * (`page.addInitScript`); `clientFrom` where the page imports the client
- * from (default: `server`).
+ * from (default: `server`); `page` a tab to use instead of a new one;
+ * `waitUntil` what `page.goto` waits for.
  */
-export async function openPage(context, { pageOrigin, server, transports, options = {}, slow, init, clientFrom }) {
+export async function openPage(context, { pageOrigin, server, transports, options = {}, slow, slowFrom, init, clientFrom, page, waitUntil = 'load' }) {
   clientFrom ??= diskClient;
-  const page = await context.newPage();
+  page ??= await context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(String(error)));
   page.on('console', (message) => {
@@ -256,8 +258,9 @@ export async function openPage(context, { pageOrigin, server, transports, option
   const query = new URLSearchParams({ server, options: JSON.stringify(options) });
   if (transports) query.set('transports', [].concat(transports).join(','));
   if (slow) query.set('slow', String(slow));
+  if (slowFrom) query.set('slowFrom', slowFrom);
   if (clientFrom) query.set('client', clientFrom);
-  await page.goto(`${pageOrigin}/page.html?${query}`);
+  await page.goto(`${pageOrigin}/page.html?${query}`, { waitUntil });
   page.problems = problems;
   return page;
 }

@@ -98,7 +98,7 @@ function randomId() {
 }
 
 /** Resolves once the page's load event has passed: iframes and scripts
- * started before it would hold the page (and its spinner) in "loading". */
+ * started before it would hold the load event back, and the page in "loading". */
 function afterPageLoad() {
   if (!HAS_DOM || document.readyState === 'complete') return Promise.resolve();
   return new Promise((resolve) => window.addEventListener('load', () => setTimeout(resolve, 0), { once: true }));
@@ -319,7 +319,9 @@ const BRIDGE_END_GRACE = 1000;
  * function of its parent. Across origins the parent cannot be called, so
  * the iframe loads the server's small bridge page instead; the bridge loads
  * the stream in its own iframe and relays each frame with `postMessage` to
- * the page's origin only.
+ * the page's origin only. The page itself finishes loading (the iframe comes
+ * after its load event), but Chromium shows the tab as loading while the
+ * stream is open, whatever the frames are nested in (README.md).
  */
 class HtmlFileTransport extends Transport {
   constructor(ctx) {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::driver::Command;
@@ -87,7 +87,9 @@ pub struct Connection {
     wake: Notify,
     /// Woken (with a stored permit) when a transport emptied the queue.
     drained: Notify,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Woken (with a stored permit) when a command for the driver is
+    /// queued in [`State::commands`].
+    commanded: Notify,
 }
 
 #[derive(Debug)]
@@ -104,11 +106,19 @@ struct State {
     connect_seen: bool,
     /// When the pong to the last ping is due, while it is awaited.
     pong_due: Option<Instant>,
+    /// Commands for the driver, in order. Not a channel: commands are few
+    /// (a connect, a pong now and then), and a channel's first block of
+    /// slots would stay allocated for the connection's whole life (about
+    /// 2 KB per idle connection, measured with heaptrack).
+    commands: VecDeque<Command>,
+    /// Whether the driver stopped: commands sent after it are dropped.
+    driver_gone: bool,
 }
 
 impl Connection {
-    /// A new connection with id `sid`, sending commands to its driver.
-    pub fn new(sid: String, mode: Mode, commands: mpsc::UnboundedSender<Command>) -> Arc<Self> {
+    /// A new connection with id `sid`; its driver takes its commands with
+    /// [`Connection::next_command`].
+    pub fn new(sid: String, mode: Mode) -> Arc<Self> {
         Arc::new(Self {
             sid,
             state: Mutex::new(State {
@@ -122,10 +132,12 @@ impl Connection {
                 partial: None,
                 connect_seen: false,
                 pong_due: None,
+                commands: VecDeque::new(),
+                driver_gone: false,
             }),
             wake: Notify::new(),
             drained: Notify::new(),
-            commands,
+            commanded: Notify::new(),
         })
     }
 
@@ -182,7 +194,7 @@ impl Connection {
         }
         tracing::debug!(sid = %self.sid, reason = reason.as_str(), "socket.io connection closed");
         self.wake.notify_waiters();
-        let _ = self.commands.send(Command::Close);
+        self.command(Command::Close);
     }
 
     /// Why it closed, if it did.
@@ -221,9 +233,44 @@ impl Connection {
         self.wake.notify_waiters();
     }
 
-    /// Sends a command to the driver.
+    /// Sends a command to the driver (dropped when the driver is gone).
     pub fn command(&self, command: Command) {
-        let _ = self.commands.send(command);
+        {
+            let mut state = self.state.lock();
+            if state.driver_gone {
+                return;
+            }
+            state.commands.push_back(command);
+        }
+        self.commanded.notify_one();
+    }
+
+    /// The driver's next command, in the order they were sent.
+    pub async fn next_command(&self) -> Command {
+        loop {
+            if let Some(command) = self.take_command() {
+                return command;
+            }
+            self.commanded.notified().await;
+        }
+    }
+
+    fn take_command(&self) -> Option<Command> {
+        let mut state = self.state.lock();
+        let command = state.commands.pop_front();
+        if state.commands.is_empty() && state.commands.capacity() > 0 {
+            // An idle connection keeps no room for commands.
+            state.commands = VecDeque::new();
+        }
+        command
+    }
+
+    /// The driver stopped: later commands are dropped; returns those not
+    /// yet taken.
+    pub fn end_commands(&self) -> Vec<Command> {
+        let mut state = self.state.lock();
+        state.driver_gone = true;
+        std::mem::take(&mut state.commands).into()
     }
 
     /// Marks a long-poll GET as held; false when one already is.

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use switchboard_core::frame::Downstream;
 use switchboard_core::session::{Attachment, EndReason, Session};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::body::{self, Tag};
@@ -66,12 +65,7 @@ enum Event {
 /// out, not when this task first runs), and a pong is due `ping_timeout`
 /// after the ping was due: a busy runtime that runs a timer late does not
 /// give the client more time than the handshake announced.
-pub async fn run(
-    inner: Arc<Inner>,
-    conn: Arc<Connection>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    opened: Instant,
-) {
+pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     let config = &inner.config;
     let far = opened + Duration::from_secs(86_400 * 365);
     let mut links: Vec<Link> = Vec::new();
@@ -82,7 +76,7 @@ pub async fn run(
     while conn.closed().is_none() {
         let full = conn.queue_full();
         let event = tokio::select! {
-            command = commands.recv() => Event::Command(command.unwrap_or(Command::Close)),
+            command = conn.next_command() => Event::Command(command),
             (index, result) = next_batch(&mut links), if !full => Event::Batch(index, result),
             () = conn.drained(), if full => Event::Drained,
             () = sleep_until(next_ping), if pong_deadline.is_none() => Event::Ping,
@@ -157,8 +151,7 @@ pub async fn run(
         }
     }
     let reason = conn.closed().unwrap_or(CloseReason::ServerClose);
-    commands.close();
-    while let Ok(command) = commands.try_recv() {
+    for command in conn.end_commands() {
         if let Command::Add(link) = command {
             links.push(link);
         }
@@ -174,8 +167,12 @@ pub async fn run(
 
 /// The next batch of any link; never completes without links.
 async fn next_batch(links: &mut [Link]) -> (usize, Result<Vec<Downstream>, EndReason>) {
-    if links.is_empty() {
-        return pending().await;
+    match links {
+        [] => return pending().await,
+        // The usual case, one namespace: no boxed futures to keep while
+        // the connection waits.
+        [link] => return (0, link.attachment.next_batch(MAX_FRAMES_PER_STEP).await),
+        _ => {}
     }
     let futures = links
         .iter_mut()

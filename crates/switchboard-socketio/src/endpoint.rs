@@ -15,7 +15,6 @@ use switchboard_core::Core;
 use switchboard_transports::cors::{self, OriginCheck};
 use switchboard_transports::forward;
 use switchboard_transports::response::{self, Body};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::body::SocketIoEncoder;
@@ -108,12 +107,11 @@ impl Inner {
         let opened = tokio::time::Instant::now();
         let id = SessionId::random();
         let sid = id.to_string();
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let conn = Connection::new(sid.clone(), mode, commands);
+        let conn = Connection::new(sid.clone(), mode);
         self.connections.write().insert(sid.clone(), Arc::clone(&conn));
         self.core.broker().session_created(id).await;
         let span = tracing::debug_span!("socketio", sid = %&sid[..8]);
-        tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), receiver, opened).instrument(span));
+        tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), opened).instrument(span));
         conn
     }
 

@@ -165,7 +165,8 @@ impl Connection {
 
     /// Takes every queued packet.
     pub fn take_queue(&self) -> Vec<Outgoing> {
-        let taken: Vec<Outgoing> = self.state.lock().queue.drain(..).collect();
+        // Taken whole, room included: an idle connection keeps none.
+        let taken: Vec<Outgoing> = std::mem::take(&mut self.state.lock().queue).into();
         if !taken.is_empty() {
             self.drained.notify_one();
         }

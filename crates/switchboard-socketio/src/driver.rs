@@ -68,7 +68,8 @@ enum Event {
 pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     let config = &inner.config;
     let far = opened + Duration::from_secs(86_400 * 365);
-    let mut links: Vec<Link> = Vec::new();
+    // Room for the usual single namespace, not the four a first push takes.
+    let mut links: Vec<Link> = Vec::with_capacity(1);
     let mut next_ping = opened + config.ping_interval;
     let mut pong_deadline: Option<Instant> = None;
     let mut connect_deadline = Some(opened + config.connect_timeout);

@@ -10,7 +10,6 @@
 
 use std::future::pending;
 use std::sync::Arc;
-use std::time::Duration;
 
 use switchboard_core::frame::Downstream;
 use switchboard_core::session::{Attachment, EndReason, Session};
@@ -67,7 +66,6 @@ enum Event {
 /// give the client more time than the handshake announced.
 pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     let config = &inner.config;
-    let far = opened + Duration::from_secs(86_400 * 365);
     // Room for the usual single namespace, not the four a first push takes.
     let mut links: Vec<Link> = Vec::with_capacity(1);
     let mut next_ping = opened + config.ping_interval;
@@ -76,13 +74,14 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     let mut proven: Vec<(Arc<Session>, u64)> = Vec::new();
     while conn.closed().is_none() {
         let full = conn.queue_full();
+        // One timer, for the earliest deadline: each armed timer is part
+        // of the state an idle connection keeps.
+        let timer = earliest(next_ping, pong_deadline, connect_deadline);
         let event = tokio::select! {
             command = conn.next_command() => Event::Command(command),
             (index, result) = next_batch(&mut links), if !full => Event::Batch(index, result),
             () = conn.drained(), if full => Event::Drained,
-            () = sleep_until(next_ping), if pong_deadline.is_none() => Event::Ping,
-            () = sleep_until(pong_deadline.unwrap_or(far)), if pong_deadline.is_some() => Event::PingTimeout,
-            () = sleep_until(connect_deadline.unwrap_or(far)), if connect_deadline.is_some() => Event::ConnectTimeout,
+            () = sleep_until(timer.0) => timer.1,
         };
         match event {
             Event::Command(Command::Add(link)) => {
@@ -164,6 +163,20 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     // grace period, so the client can recover them.
     drop(links);
     inner.forget(conn.sid());
+}
+
+/// The earliest deadline of the connection, and the event it stands for:
+/// the pong's when one is awaited, else the next ping's; the connect
+/// timeout's while no namespace was joined, if it comes first.
+fn earliest(next_ping: Instant, pong_deadline: Option<Instant>, connect_deadline: Option<Instant>) -> (Instant, Event) {
+    let heartbeat = match pong_deadline {
+        Some(due) => (due, Event::PingTimeout),
+        None => (next_ping, Event::Ping),
+    };
+    match connect_deadline {
+        Some(at) if at < heartbeat.0 => (at, Event::ConnectTimeout),
+        _ => heartbeat,
+    }
 }
 
 /// The next batch of any link; never completes without links.

@@ -95,6 +95,20 @@ pub fn valid_user_id(user: &str) -> bool {
     !user.is_empty() && user.len() <= MAX_USER_ID_BYTES && !user.chars().any(|c| c.is_control() || c == ':')
 }
 
+/// Longest display name (a JWT's `name`, a name given by the HTTP API), in
+/// characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// Whether a display name is acceptable: 1 to 64 characters, not only
+/// spaces, no control characters, no `<` or `>` (no markup, for clients
+/// that would render it carelessly). Unlike a nickname it may hold spaces
+/// and other punctuation ("Ada Lovelace"): it is never part of an id.
+pub fn valid_display_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= MAX_DISPLAY_NAME_CHARS
+        && !name.chars().any(|c| c.is_control() || c == '<' || c == '>')
+}
+
 /// Whether a nickname or user id is acceptable: no separators of DM room
 /// names, no control characters, no markup.
 pub fn valid_name(name: &str) -> bool {
@@ -106,6 +120,18 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_take_spaces_but_no_control_characters() {
+        assert!(valid_display_name("Ada Lovelace"));
+        assert!(valid_display_name("Zoë (ops) – on call"));
+        assert!(!valid_display_name(""));
+        assert!(!valid_display_name("   "));
+        assert!(!valid_display_name("line\nbreak"));
+        assert!(!valid_display_name("<script>"));
+        assert!(!valid_display_name(&"x".repeat(MAX_DISPLAY_NAME_CHARS + 1)));
+        assert!(!valid_name("Ada Lovelace"), "a nickname is also a user id: no spaces");
+    }
 
     #[test]
     fn dev_mode_takes_nicknames_and_refuses_tokens() {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use switchboard_core::frame::valid_room;
-use switchboard_core::identity::{valid_name, valid_user_id, MAX_NAME_CHARS};
+use switchboard_core::identity::{valid_display_name, valid_user_id, MAX_DISPLAY_NAME_CHARS};
 use switchboard_core::store::{HistoryQuery, StoredMessage};
 use switchboard_core::{codes, Core};
 use switchboard_transports::response::{self, Body};
@@ -170,9 +170,9 @@ async fn post_message(core: &Arc<Core>, room: &str, request: Request<Incoming>) 
     if !valid_user_id(&user) {
         return bad_request(&format!("user: {USER_ID_RULE}"));
     }
-    if body.name.as_deref().is_some_and(|name| !valid_name(name)) {
+    if body.name.as_deref().is_some_and(|name| !valid_display_name(name)) {
         return bad_request(&format!(
-            "name: a display name is 1 to {MAX_NAME_CHARS} characters of letters, digits, '-', '_', '.' or '@'"
+            "name: a display name is 1 to {MAX_DISPLAY_NAME_CHARS} characters, not only spaces, no control characters, no '<' or '>'"
         ));
     }
     let name = body.name.unwrap_or_else(|| user.clone());

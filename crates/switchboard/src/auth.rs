@@ -8,7 +8,7 @@
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use switchboard_core::identity::{valid_name, valid_user_id, AuthError, Authenticator, Credentials, Identity};
+use switchboard_core::identity::{valid_display_name, valid_user_id, AuthError, Authenticator, Credentials, Identity};
 
 /// Verifies client JWTs.
 pub struct JwtAuthenticator {
@@ -74,7 +74,7 @@ impl Authenticator for JwtAuthenticator {
                 "invalid token: sub must be 1 to 128 characters, no ':' or control characters".into(),
             ));
         }
-        let name = claims.name.filter(|n| valid_name(n)).unwrap_or_else(|| claims.sub.clone());
+        let name = claims.name.filter(|n| valid_display_name(n)).unwrap_or_else(|| claims.sub.clone());
         Ok(Identity { user: claims.sub, name, rooms: claims.rooms })
     }
 }

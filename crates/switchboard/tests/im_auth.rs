@@ -54,10 +54,10 @@ async fn a_valid_token_names_the_session() {
     bounded(async {
         let server = jwt_server().await;
         let addr = server.addr();
-        let alice = ChatClient::login(addr, &Login::token(&token("alice", json!({"name": "Alice"})))).await?;
+        let alice = ChatClient::login(addr, &Login::token(&token("alice", json!({"name": "Alice Smith"})))).await?;
         assert_eq!(
             (alice.welcome().str("user"), alice.welcome().str("name")),
-            (Some("alice"), Some("Alice")),
+            (Some("alice"), Some("Alice Smith")),
             "{}",
             alice.welcome()
         );

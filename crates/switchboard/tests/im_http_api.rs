@@ -229,13 +229,16 @@ async fn bad_requests_get_json_errors() {
         assert_eq!(response.status, 400);
         let (status, body) = api.post("/rooms", json!({"name": "dm:alice:bob", "private": true})).await?;
         assert_error(status, &body, 400, 4400);
-        // User ids follow the rule of a JWT's `sub`; names the nickname rule.
+        // User ids follow the rule of a JWT's `sub`; display names may hold
+        // spaces, but no control characters or markup.
         for body in [
             json!({"data": 1, "user": "mallory:x"}),
             json!({"data": 1, "user": ""}),
             json!({"data": 1, "user": "line\nbreak"}),
             json!({"data": 1, "user": "u".repeat(129)}),
             json!({"data": 1, "user": "bob", "name": "<script>"}),
+            json!({"data": 1, "user": "bob", "name": "two\nlines"}),
+            json!({"data": 1, "user": "bob", "name": "   "}),
         ] {
             let (status, answer) = api.post("/rooms/lobby/messages", body.clone()).await?;
             assert_error(status, &answer, 400, 4400);
@@ -244,6 +247,9 @@ async fn bad_requests_get_json_errors() {
                 "{body}: {answer}"
             );
         }
+        let (status, body) =
+            api.post("/rooms/names/messages", json!({"data": 1, "user": "bob", "name": "Bob the Builder"})).await?;
+        assert_eq!(status, 201, "a display name with spaces: {body}");
         let (status, body) = api.put("/rooms/lobby/members/a%3Ab").await?;
         assert_error(status, &body, 400, 4400);
         let (status, body) = api.post("/rooms", json!({"name": "staff", "members": ["ok", "not:ok"]})).await?;

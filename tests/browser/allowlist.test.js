@@ -70,13 +70,9 @@ for (const transport of TRANSPORTS) {
 }
 
 for (const transport of TRANSPORTS) {
-  // The bridge page is served to any origin and opens the stream from the
-  // server's own origin, so the allowlist never sees the embedding page.
-  const todo =
-    transport === 'htmlfile'
-      ? 'server: /htmlfile-bridge.html is served to any origin and its same-origin /v1/htmlfile request passes the allowlist (see clients/js/README.md)'
-      : undefined;
-  test(`allowlist, ${transport}: a page on an origin not on the list is refused`, { todo }, async () => {
+  // For htmlfile the bridge page is refused: the server judges it by the
+  // page that embeds it, as its stream comes from the server's own origin.
+  test(`allowlist, ${transport}: a page on an origin not on the list is refused`, async () => {
     const context = await browser.newContext();
     try {
       // The page takes the client from its own server: the Switchboard

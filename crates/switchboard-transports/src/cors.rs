@@ -39,6 +39,11 @@ pub fn check(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
     let Ok(text) = origin.to_str() else {
         return OriginCheck::Refused;
     };
+    if same_origin(text, headers) {
+        // The server's own pages (the demo chat) send `Origin` on POSTs and
+        // WebSockets too; they are no cross-origin request.
+        return OriginCheck::Absent;
+    }
     let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(text));
     if listed || allowed.iter().any(|a| a == "*") {
         // A copy, not a clone: hyper's header values share the request's
@@ -67,9 +72,7 @@ pub fn check_embedded(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
     }
     if let Some(referer) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
         let origin = referer_origin(referer);
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let same_host = host.is_some_and(|h| origin.split_once("://").is_some_and(|(_, o)| o.eq_ignore_ascii_case(h)));
-        return if same_host || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return if same_origin(origin, headers) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
             OriginCheck::Absent
         } else {
             OriginCheck::Refused
@@ -79,6 +82,15 @@ pub fn check_embedded(allowed: &[String], headers: &HeaderMap) -> OriginCheck {
         Some(b"cross-site") => OriginCheck::Refused,
         _ => OriginCheck::Absent,
     }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the host the request
+/// was sent to: a same-origin request, which a browser cannot forge.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -136,6 +148,19 @@ mod tests {
             map.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn the_servers_own_origin_is_no_cross_origin_request() {
+        let allowed = vec!["https://app.example".to_string()];
+        let own = headers(&[("origin", "http://chat.example:8080"), ("host", "chat.example:8080")]);
+        assert!(matches!(check(&allowed, &own), OriginCheck::Absent));
+        let other_port = headers(&[("origin", "http://chat.example:9090"), ("host", "chat.example:8080")]);
+        assert!(matches!(check(&allowed, &other_port), OriginCheck::Refused));
+        let listed = headers(&[("origin", "https://app.example"), ("host", "chat.example:8080")]);
+        assert!(matches!(check(&allowed, &listed), OriginCheck::Allowed(AllowedOrigin { listed: true, .. })));
+        let any = headers(&[("origin", "https://else.example"), ("host", "chat.example:8080")]);
+        assert!(matches!(check(&["*".into()], &any), OriginCheck::Allowed(AllowedOrigin { listed: false, .. })));
     }
 
     #[test]

@@ -222,10 +222,16 @@ impl App {
         if let Some(io) = self.socketio.as_ref().filter(|io| io.owns(path)) {
             return Box::pin(io.handle(request)).await;
         }
-        // Everything else answers 403 to a foreign origin too.
-        if let switchboard_transports::cors::OriginCheck::Refused =
+        // Everything else answers 403 to a foreign origin too. The htmlfile
+        // bridge is loaded by an iframe (no `Origin`): it is judged by the
+        // page that embeds it, since the stream it opens comes from the
+        // server's own origin and would pass any allowlist.
+        let checked = if path == "/htmlfile-bridge.html" {
+            switchboard_transports::cors::check_embedded(&self.allowed_origins, request.headers())
+        } else {
             switchboard_transports::cors::check(&self.allowed_origins, request.headers())
-        {
+        };
+        if let switchboard_transports::cors::OriginCheck::Refused = checked {
             return switchboard_transports::cors::refused();
         }
         if path.starts_with("/api/v1/") || path == "/api/v1" {

@@ -210,3 +210,43 @@ async fn wildcard_allowlist_echoes_the_origin_without_credentials() {
     })
     .await;
 }
+
+/// With an explicit allowlist, the server's own pages (the demo chat) are
+/// same-origin: their `Origin` names the host they were sent to, and they
+/// get no 403 and need no CORS headers.
+#[tokio::test]
+async fn the_servers_own_origin_needs_no_entry_in_the_allowlist() {
+    bounded(async {
+        let server = server().await;
+        let own = format!("http://{}", server.addr());
+        let response = HttpRequest::get("/v1/poll").origin(&own).send(server.addr()).await?;
+        assert_eq!(response.status, 200, "a same-origin poll");
+        assert_eq!(response.header("access-control-allow-origin"), None);
+        let other_port = format!("http://127.0.0.1:{}", server.addr().port() + 1);
+        assert_forbidden(HttpRequest::get("/v1/poll").origin(&other_port).send(server.addr()).await?, "another port")
+            .await?;
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// The htmlfile bridge page is loaded by an iframe (no `Origin`), and the
+/// stream it opens comes from the server's own origin: so the page that
+/// embeds it is judged, by `Referer` or `Sec-Fetch-Site`.
+#[tokio::test]
+async fn the_htmlfile_bridge_is_served_only_to_allowed_pages() {
+    bounded(async {
+        let server = server().await;
+        let addr = server.addr();
+        let page = |referer: &str| HttpRequest::get("/htmlfile-bridge.html").header("referer", referer);
+        let response = page(&format!("{GOOD}/chat")).send(addr).await?;
+        assert_eq!(response.status, 200, "embedded by an allowed page");
+        assert_forbidden(page(&format!("{EVIL}/chat")).send(addr).await?, "embedded by a foreign page").await?;
+        let hidden = HttpRequest::get("/htmlfile-bridge.html").header("sec-fetch-site", "cross-site");
+        assert_forbidden(hidden.send(addr).await?, "cross-site without a Referer").await?;
+        server.shutdown().await;
+        Ok(())
+    })
+    .await;
+}

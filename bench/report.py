@@ -436,6 +436,7 @@ def targets(runs, w):
         ("idle-switchboard-native-ws", "idle WebSocket connection", 4096),
         ("idle-switchboard-native-sse", "idle SSE connection", 6144),
         ("idle-switchboard-native-longpoll", "idle long-poll connection", 6144),
+        ("idle-switchboard-socketio-ws", "idle socket.io WebSocket connection", 4096),
     ]:
         b = idle_bytes(name)
         if b is not None:
@@ -459,6 +460,13 @@ def targets(runs, w):
             r = (mine or 0) / base
             rows.append((f"fan-out saturation ≥ 2.5× socketioxide, p99 ≤ 100 ms ({who(runs[name])})",
                          f"{fmt(mine)}/s vs {fmt(base)}/s publishes = {r:.2f}×", r >= 2.5))
+    for kind, label in [("sse", "SSE"), ("longpoll", "long polling")]:
+        mine = held_of(f"httpfanout-ramp-switchboard-native-{kind}")
+        base = held_of(f"httpfanout-ramp-nchan-nchan-{kind}")
+        if mine is not None and base:
+            r = mine / base
+            rows.append((f"fan-out over {label} ≥ 5× nginx + nchan, p99 ≤ 100 ms",
+                         f"{fmt(mine)}/s vs {fmt(base)}/s publishes = {r:.2f}×", r >= 5))
     if not rows:
         return
     w("## Targets")

@@ -18,7 +18,9 @@ use crate::RedisBackend;
 ///
 /// The `cid`s of a room are a sorted set `cid:<room>` of `user SEP cid`
 /// scored by message id, trimmed with the history stream: a `cid` is
-/// remembered as long as its message is kept, and no longer. (Older
+/// remembered as long as its message is kept, and no longer. (An append
+/// with a `cid` trims the set; one without leaves it to the next such
+/// append or retention pass.) (Older
 /// versions kept them in a hash `cids:<room>` that was never trimmed; it is
 /// still read here, and deleted by the next retention pass.)
 const APPEND: &str = r#"
@@ -39,10 +41,12 @@ end
 local id = redis.call('HINCRBY', p .. 'room:' .. room, 'last_id', 1)
 redis.call('SADD', p .. 'rooms', room)
 redis.call('XADD', hist, 'MAXLEN', maxlen, id .. '-0', 'ts', ts, 'user', user, 'name', name, 'data', data)
-if cid ~= '' then redis.call('ZADD', cids, id, member) end
-local first = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)
-if #first > 0 then
-  redis.call('ZREMRANGEBYSCORE', cids, '-inf', '(' .. string.match(first[1][1], '^%d+'))
+if cid ~= '' then
+  redis.call('ZADD', cids, id, member)
+  local first = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)
+  if #first > 0 then
+    redis.call('ZREMRANGEBYSCORE', cids, '-inf', '(' .. string.match(first[1][1], '^%d+'))
+  end
 end
 local reads = p .. 'reads:' .. user
 if tonumber(redis.call('HGET', reads, room) or '0') < id then redis.call('HSET', reads, room, id) end

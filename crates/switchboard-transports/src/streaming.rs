@@ -106,8 +106,6 @@ struct State {
     first: Option<Bytes>,
     written: usize,
     done: bool,
-    /// The request's `session` span, entered while a chunk is made.
-    span: tracing::Span,
 }
 
 /// A streaming body: preamble and `welcome` first, then frames as they come.
@@ -128,12 +126,10 @@ pub fn body(attachment: Attachment, welcome: Downstream, format: StreamFormat, l
         written: first.len(),
         first: Some(Bytes::from(first)),
         done: false,
-        span: tracing::Span::current(),
     };
-    let chunks = stream::unfold(state, |state| {
-        let span = state.span.clone();
-        next_chunk(state).instrument(span)
-    });
+    // Each chunk is made inside the request's `session` span.
+    let span = tracing::Span::current();
+    let chunks = stream::unfold(state, move |state| next_chunk(state).instrument(span.clone()));
     StreamBody::new(chunks).boxed_unsync()
 }
 

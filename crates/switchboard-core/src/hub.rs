@@ -25,7 +25,7 @@ pub struct Hub {
 
 #[derive(Debug, Default)]
 struct Room {
-    members: HashMap<SessionId, Weak<Session>>,
+    members: Members,
     /// user id → (display name, sessions of that user in the room)
     present: HashMap<String, (String, usize)>,
 }
@@ -44,7 +44,7 @@ impl Hub {
     pub fn join_as(&self, room: &str, session: &Arc<Session>, presence: bool) -> bool {
         let mut rooms = self.rooms.write();
         let mut entry = rooms.entry(room.to_owned()).or_default().lock();
-        if entry.members.insert(session.id(), Arc::downgrade(session)).is_some() || !presence {
+        if !entry.members.insert(session.id(), Arc::downgrade(session)) || !presence {
             return false;
         }
         let identity = session.identity();
@@ -59,7 +59,7 @@ impl Hub {
         let mut rooms = self.rooms.write();
         let Some(entry) = rooms.get(room) else { return false };
         let mut members = entry.lock();
-        if members.members.remove(&sid).is_none() {
+        if !members.members.remove(sid) {
             return false;
         }
         let gone = match members.present.get_mut(user) {
@@ -92,7 +92,7 @@ impl Hub {
         let members = entry.lock();
         members
             .members
-            .values()
+            .iter()
             .filter_map(Weak::upgrade)
             .filter(|session| skip_user != Some(session.identity().user.as_str()))
             .filter(|session| {
@@ -121,5 +121,129 @@ impl Hub {
     /// Number of rooms with at least one member.
     pub fn room_count(&self) -> usize {
         self.rooms.read().len()
+    }
+}
+
+/// Most members a room keeps in a list; a larger room keeps a map.
+const FEW_MEMBERS: usize = 8;
+
+/// The members of a room. Most rooms are small (a socket.io socket's own
+/// room has one member): a list sized to what it holds costs about 100
+/// bytes less per room than a map's smallest table, and a lookup among a
+/// few ids is as fast. A room that grows past [`FEW_MEMBERS`] switches to
+/// a map for good.
+#[derive(Debug)]
+enum Members {
+    Few(Vec<(SessionId, Weak<Session>)>),
+    Many(HashMap<SessionId, Weak<Session>>),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Few(Vec::new())
+    }
+}
+
+impl Members {
+    /// Adds a member; false when it already was one.
+    fn insert(&mut self, id: SessionId, session: Weak<Session>) -> bool {
+        match self {
+            Members::Few(list) if list.iter().any(|(member, _)| *member == id) => false,
+            Members::Few(list) if list.len() < FEW_MEMBERS => {
+                list.reserve_exact(1);
+                list.push((id, session));
+                true
+            }
+            Members::Few(list) => {
+                let mut map: HashMap<SessionId, Weak<Session>> = std::mem::take(list).into_iter().collect();
+                map.insert(id, session);
+                *self = Members::Many(map);
+                true
+            }
+            Members::Many(map) => map.insert(id, session).is_none(),
+        }
+    }
+
+    /// Removes a member; false when it was not one.
+    fn remove(&mut self, id: SessionId) -> bool {
+        match self {
+            Members::Few(list) => match list.iter().position(|(member, _)| *member == id) {
+                Some(i) => {
+                    list.swap_remove(i);
+                    true
+                }
+                None => false,
+            },
+            Members::Many(map) => map.remove(&id).is_some(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::Few(list) => list.len(),
+            Members::Many(map) => map.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Weak<Session>> {
+        let (few, many) = match self {
+            Members::Few(list) => (Some(list.iter().map(|(_, session)| session)), None),
+            Members::Many(map) => (None, Some(map.values())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::limits::SessionLimits;
+    use crate::publication::NativeEncoder;
+
+    fn session(user: &str) -> Arc<Session> {
+        let identity = Identity { user: user.into(), name: user.into(), rooms: None };
+        Session::new(&SessionLimits::default(), identity, Arc::new(NativeEncoder))
+    }
+
+    fn publish(hub: &Hub, room: &str) -> usize {
+        hub.publish(&Publication::new(room, "system", serde_json::value::to_raw_value(&1).unwrap()))
+    }
+
+    #[test]
+    fn a_room_keeps_every_member_as_it_grows_past_a_list_and_shrinks_again() {
+        let hub = Hub::default();
+        let sessions: Vec<Arc<Session>> = (0..3 * FEW_MEMBERS).map(|i| session(&format!("u{i}"))).collect();
+        for (i, s) in sessions.iter().enumerate() {
+            assert!(hub.join("r", s), "member {i} is new");
+            assert!(!hub.join("r", s), "member {i} joins once");
+            assert_eq!(hub.member_count("r"), i + 1);
+            assert_eq!(publish(&hub, "r"), i + 1, "every member gets the publication");
+        }
+        for (i, s) in sessions.iter().enumerate() {
+            assert!(hub.leave("r", s.id(), &s.identity().user));
+            assert!(!hub.leave("r", s.id(), &s.identity().user), "a member leaves once");
+            assert_eq!(hub.member_count("r"), sessions.len() - i - 1);
+        }
+        assert_eq!(hub.room_count(), 0, "an empty room is forgotten");
+    }
+
+    #[test]
+    fn leaving_a_small_room_keeps_the_others() {
+        let hub = Hub::default();
+        let (a, b, c) = (session("a"), session("b"), session("c"));
+        for s in [&a, &b, &c] {
+            hub.join("r", s);
+        }
+        assert_eq!(publish(&hub, "r"), 3);
+        assert!(hub.leave("r", b.id(), "b"));
+        assert_eq!(publish(&hub, "r"), 2);
+        assert_eq!(a.outbox_size().0, 2);
+        assert_eq!(b.outbox_size().0, 1, "b got the publication before it left, not the one after");
+        assert_eq!(c.outbox_size().0, 2);
     }
 }

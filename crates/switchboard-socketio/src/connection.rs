@@ -9,10 +9,11 @@
 //! session's outbox until a ping/pong round trip proves it arrived, so a
 //! recovering client gets it again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use switchboard_core::id::SessionId;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -80,7 +81,9 @@ impl CloseReason {
 /// One engine.io connection.
 #[derive(Debug)]
 pub struct Connection {
-    sid: String,
+    /// The engine.io id (a core session id's 32 hex digits), inline: no
+    /// allocation per connection.
+    sid: [u8; 32],
     state: Mutex<State>,
     /// Woken when packets are queued, the mode changes or the connection
     /// closes.
@@ -100,8 +103,12 @@ struct State {
     poll_held: bool,
     post_running: bool,
     probing: bool,
-    sockets: HashMap<String, Arc<Socket>>,
-    partial: Option<crate::upstream::Partial>,
+    /// One per namespace, usually one: a list sized to what it holds (a
+    /// map's smallest table is about 150 bytes per idle connection).
+    sockets: Vec<Arc<Socket>>,
+    /// Boxed: a binary packet waiting for its attachments is rare, and the
+    /// state of every idle connection would keep room for it.
+    partial: Option<Box<crate::upstream::Partial>>,
     /// Whether a CONNECT came: the first socket.io packet must be one.
     connect_seen: bool,
     /// When the pong to the last ping is due, while it is awaited.
@@ -116,9 +123,11 @@ struct State {
 }
 
 impl Connection {
-    /// A new connection with id `sid`; its driver takes its commands with
+    /// A new connection with id `id`; its driver takes its commands with
     /// [`Connection::next_command`].
-    pub fn new(sid: String, mode: Mode) -> Arc<Self> {
+    pub fn new(id: SessionId, mode: Mode) -> Arc<Self> {
+        let mut sid = [0u8; 32];
+        sid.copy_from_slice(id.to_string().as_bytes());
         Arc::new(Self {
             sid,
             state: Mutex::new(State {
@@ -128,7 +137,7 @@ impl Connection {
                 poll_held: false,
                 post_running: false,
                 probing: false,
-                sockets: HashMap::new(),
+                sockets: Vec::new(),
                 partial: None,
                 connect_seen: false,
                 pong_due: None,
@@ -143,7 +152,8 @@ impl Connection {
 
     /// The engine.io session id.
     pub fn sid(&self) -> &str {
-        &self.sid
+        // Hex digits only, so always UTF-8.
+        std::str::from_utf8(&self.sid).unwrap_or_default()
     }
 
     /// Queues packets for the transport.
@@ -193,7 +203,7 @@ impl Connection {
             }
             state.closed = Some(reason);
         }
-        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "socket.io connection closed");
+        tracing::debug!(sid = %self.sid(), reason = reason.as_str(), "socket.io connection closed");
         self.wake.notify_waiters();
         self.command(Command::Close);
     }
@@ -256,7 +266,8 @@ impl Connection {
         }
     }
 
-    fn take_command(&self) -> Option<Command> {
+    /// The next command, if one is queued.
+    pub fn take_command(&self) -> Option<Command> {
         let mut state = self.state.lock();
         let command = state.commands.pop_front();
         if state.commands.is_empty() && state.commands.capacity() > 0 {
@@ -319,16 +330,17 @@ impl Connection {
 
     /// The socket connected to `namespace`, if any.
     pub fn socket(&self, namespace: &str) -> Option<Arc<Socket>> {
-        self.state.lock().sockets.get(namespace).cloned()
+        self.state.lock().sockets.iter().find(|s| s.namespace().name() == namespace).cloned()
     }
 
     /// Registers a socket; false when the namespace already has one.
     pub fn add_socket(&self, namespace: &str, socket: Arc<Socket>) -> bool {
         let mut state = self.state.lock();
-        if state.closed.is_some() || state.sockets.contains_key(namespace) {
+        if state.closed.is_some() || state.sockets.iter().any(|s| s.namespace().name() == namespace) {
             return false;
         }
-        state.sockets.insert(namespace.to_owned(), socket);
+        state.sockets.reserve_exact(1);
+        state.sockets.push(socket);
         true
     }
 
@@ -336,16 +348,16 @@ impl Connection {
     /// socket when `socket` is `None`); returns it.
     pub fn remove_socket(&self, namespace: &str, socket: Option<&Arc<Socket>>) -> Option<Arc<Socket>> {
         let mut state = self.state.lock();
-        match (state.sockets.get(namespace), socket) {
-            (Some(current), Some(expected)) if !Arc::ptr_eq(current, expected) => None,
-            (Some(_), _) => state.sockets.remove(namespace),
-            (None, _) => None,
+        let index = state.sockets.iter().position(|s| s.namespace().name() == namespace)?;
+        if socket.is_some_and(|expected| !Arc::ptr_eq(&state.sockets[index], expected)) {
+            return None;
         }
+        Some(state.sockets.swap_remove(index))
     }
 
     /// Unregisters every socket; returns them.
     pub fn remove_all_sockets(&self) -> Vec<Arc<Socket>> {
-        self.state.lock().sockets.drain().map(|(_, s)| s).collect()
+        std::mem::take(&mut self.state.lock().sockets)
     }
 
     /// How many sockets are connected.
@@ -362,7 +374,7 @@ impl Connection {
     }
 
     /// Runs `f` on the binary packet being assembled.
-    pub fn with_partial<R>(&self, f: impl FnOnce(&mut Option<crate::upstream::Partial>) -> R) -> R {
+    pub fn with_partial<R>(&self, f: impl FnOnce(&mut Option<Box<crate::upstream::Partial>>) -> R) -> R {
         f(&mut self.state.lock().partial)
     }
 }

@@ -1,4 +1,7 @@
-//! The one task of each engine.io connection.
+//! The driver of each engine.io connection: a task of its own for a
+//! connection opened by polling, part of the WebSocket's task for a
+//! connection opened directly over WebSocket (one task, not two, for what
+//! most clients hold: about a kilobyte less per idle connection).
 //!
 //! It owns the attachments of the connection's sockets (one core session
 //! each) and moves their frames, in order, into the connection's queue; it
@@ -8,12 +11,13 @@
 //! acknowledged in their outboxes: whatever a dropped transport lost is
 //! still there for connection state recovery.
 
-use std::future::pending;
+use std::future::{pending, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use switchboard_core::frame::Downstream;
-use switchboard_core::session::{Attachment, EndReason, Session};
-use tokio::time::{sleep_until, Instant};
+use switchboard_core::session::{Attachment, EndReason};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::body::{self, Tag};
 use crate::connection::{CloseReason, Connection};
@@ -47,135 +51,225 @@ pub struct Link {
     pub attachment: Attachment,
     /// Highest seq moved to the queue.
     pub forwarded: u64,
+    /// What `forwarded` was when the last ping went out: a pong to it
+    /// proves the client has every frame up to there.
+    pub proven: u64,
 }
 
-enum Event {
-    Command(Command),
-    Batch(usize, Result<Vec<Downstream>, EndReason>),
-    Drained,
+/// Runs the connection, opened at `opened`, until it closes: the task of a
+/// connection that polling opened (a WebSocket opened directly runs its
+/// [`Driver`] in its own task instead, see [`crate::websocket`]).
+pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
+    let mut driver = Driver::new(&inner, opened);
+    // One timer for the connection's life, moved to the earliest deadline
+    // when that changes: each armed timer is part of the state an idle
+    // connection keeps, and re-arming a timer per event is work.
+    let timer = sleep_until(driver.deadline());
+    tokio::pin!(timer);
+    while conn.closed().is_none() {
+        let full = conn.queue_full();
+        tokio::select! {
+            command = conn.next_command() => {
+                if let Some(link) = driver.command(&inner, &conn, command) {
+                    Box::pin(end_socket(&inner, &conn, link, "client namespace disconnect")).await;
+                }
+            }
+            (index, result) = driver.next_batch(), if !full => {
+                if let Some(link) = driver.batch(&inner, &conn, index, result) {
+                    Box::pin(end_socket(&inner, &conn, link, "server namespace disconnect")).await;
+                }
+            }
+            () = conn.drained(), if full => {}
+            () = &mut timer => driver.deadline_reached(&inner, &conn),
+        }
+        driver.rearm(timer.as_mut());
+    }
+    driver.finish(&inner, &conn);
+}
+
+/// The state of one connection's driver, between its events.
+///
+/// Its timers count from `opened` (taken before the handshake answer went
+/// out, not when the driver first runs), and a pong is due `ping_timeout`
+/// after the ping was due: a busy runtime that runs a timer late does not
+/// give the client more time than the handshake announced.
+#[derive(Debug)]
+pub struct Driver {
+    /// Room for the usual single namespace, not the four a first push
+    /// takes.
+    links: Vec<Link>,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    connect_deadline: Option<Instant>,
+}
+
+/// What the earliest deadline stands for.
+enum Deadline {
     Ping,
     PingTimeout,
     ConnectTimeout,
 }
 
-/// Runs the connection, opened at `opened`, until it closes.
-///
-/// Its timers count from `opened` (taken before the handshake answer went
-/// out, not when this task first runs), and a pong is due `ping_timeout`
-/// after the ping was due: a busy runtime that runs a timer late does not
-/// give the client more time than the handshake announced.
-pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
-    let config = &inner.config;
-    // Room for the usual single namespace, not the four a first push takes.
-    let mut links: Vec<Link> = Vec::with_capacity(1);
-    let mut next_ping = opened + config.ping_interval;
-    let mut pong_deadline: Option<Instant> = None;
-    let mut connect_deadline = Some(opened + config.connect_timeout);
-    let mut proven: Vec<(Arc<Session>, u64)> = Vec::new();
-    while conn.closed().is_none() {
-        let full = conn.queue_full();
-        // One timer, for the earliest deadline: each armed timer is part
-        // of the state an idle connection keeps.
-        let timer = earliest(next_ping, pong_deadline, connect_deadline);
-        let event = tokio::select! {
-            command = conn.next_command() => Event::Command(command),
-            (index, result) = next_batch(&mut links), if !full => Event::Batch(index, result),
-            () = conn.drained(), if full => Event::Drained,
-            () = sleep_until(timer.0) => timer.1,
+impl Driver {
+    /// A driver for a connection opened at `opened`.
+    pub fn new(inner: &Inner, opened: Instant) -> Self {
+        let config = &inner.config;
+        Self {
+            links: Vec::with_capacity(1),
+            next_ping: opened + config.ping_interval,
+            pong_deadline: None,
+            connect_deadline: Some(opened + config.connect_timeout),
+        }
+    }
+
+    /// The earliest deadline: the pong's when one is awaited, else the next
+    /// ping's; the connect timeout's while no namespace was joined, if it
+    /// comes first.
+    fn earliest(&self) -> (Instant, Deadline) {
+        let heartbeat = match self.pong_deadline {
+            Some(due) => (due, Deadline::PingTimeout),
+            None => (self.next_ping, Deadline::Ping),
         };
-        match event {
-            Event::Command(Command::Add(link)) => {
-                connect_deadline = None;
-                links.push(link);
-            }
-            Event::Command(Command::Remove(namespace)) => {
-                if let Some(i) = links.iter().position(|l| l.socket.namespace().name() == namespace) {
-                    let link = links.swap_remove(i);
-                    end_socket(&inner, &conn, link, "client namespace disconnect").await;
-                }
-                // The connection stays open, even without sockets, as in
-                // the reference server: the client may connect again, and
-                // the heartbeat still ends it when the client goes away.
-            }
-            Event::Command(Command::Pong) => {
-                if pong_deadline.take().is_some() {
-                    conn.set_pong_due(None);
-                    for (session, seq) in proven.drain(..) {
-                        session.ack(seq);
-                    }
-                    next_ping = Instant::now() + config.ping_interval;
-                }
-            }
-            Event::Command(Command::Close) | Event::Drained => {}
-            Event::Batch(index, Ok(frames)) => {
-                if forward(&inner, &conn, &mut links[index], frames) {
-                    let link = links.swap_remove(index);
-                    end_socket(&inner, &conn, link, "server namespace disconnect").await;
-                }
-            }
-            Event::Batch(index, Err(reason)) => {
-                let link = links.swap_remove(index);
-                match reason {
-                    EndReason::Superseded => {
-                        // Recovered on another connection: it lives on there.
-                        conn.remove_socket(link.socket.namespace().name(), Some(&link.socket));
-                    }
-                    EndReason::ShuttingDown => {
-                        links.push(link);
-                        conn.close(CloseReason::ShuttingDown);
-                    }
-                    _ => {
-                        let name = link.socket.namespace().name().to_owned();
-                        let text = packet::encode(PacketType::Disconnect, &name, None, 0, None);
-                        conn.send([Outgoing::text(kind::MESSAGE, &text)]);
-                        end_socket(&inner, &conn, link, "server namespace disconnect").await;
-                    }
-                }
-            }
-            Event::Ping => {
+        match self.connect_deadline {
+            Some(at) if at < heartbeat.0 => (at, Deadline::ConnectTimeout),
+            _ => heartbeat,
+        }
+    }
+
+    /// When the driver must act next if nothing else happens.
+    pub fn deadline(&self) -> Instant {
+        self.earliest().0
+    }
+
+    /// Moves `timer` to [`Driver::deadline`] when that changed.
+    pub fn rearm(&self, timer: Pin<&mut Sleep>) {
+        let deadline = self.deadline();
+        if timer.deadline() != deadline {
+            timer.reset(deadline);
+        }
+    }
+
+    /// Acts on the earliest deadline, which has come: a ping, or the
+    /// connection closed (pong late, or no namespace joined in time).
+    pub fn deadline_reached(&mut self, inner: &Inner, conn: &Connection) {
+        let config = &inner.config;
+        match self.earliest().1 {
+            Deadline::Ping => {
                 conn.send([Outgoing::text(kind::PING, "")]);
-                proven = links.iter().map(|l| (Arc::clone(l.attachment.session()), l.forwarded)).collect();
+                for link in &mut self.links {
+                    link.proven = link.forwarded;
+                }
                 // Due a ping timeout after the ping was due, but never
                 // less than half of it after the ping actually went out.
-                let due = (next_ping + config.ping_timeout).max(Instant::now() + config.ping_timeout / 2);
-                pong_deadline = Some(due);
+                let due = (self.next_ping + config.ping_timeout).max(Instant::now() + config.ping_timeout / 2);
+                self.pong_deadline = Some(due);
                 conn.set_pong_due(Some(due));
             }
-            Event::PingTimeout => conn.close(CloseReason::PingTimeout),
-            Event::ConnectTimeout => {
-                connect_deadline = None;
-                if links.is_empty() && conn.socket_count() == 0 {
+            Deadline::PingTimeout => conn.close(CloseReason::PingTimeout),
+            Deadline::ConnectTimeout => {
+                self.connect_deadline = None;
+                if self.links.is_empty() && conn.socket_count() == 0 {
                     conn.close(CloseReason::ServerClose);
                 }
             }
         }
     }
-    let reason = conn.closed().unwrap_or(CloseReason::ServerClose);
-    for command in conn.end_commands() {
-        if let Command::Add(link) = command {
-            links.push(link);
+
+    /// Acts on every command queued now (a WebSocket's own task applies
+    /// them right after reading the messages that sent them).
+    pub async fn commands(&mut self, inner: &Inner, conn: &Connection) {
+        while let Some(command) = conn.take_command() {
+            if let Some(link) = self.command(inner, conn, command) {
+                Box::pin(end_socket(inner, conn, link, "client namespace disconnect")).await;
+            }
         }
     }
-    for socket in conn.remove_all_sockets() {
-        socket.namespace().disconnected(&socket, reason.as_str());
-    }
-    // Dropping the attachments detaches the sessions: they live on for the
-    // grace period, so the client can recover them.
-    drop(links);
-    inner.forget(conn.sid());
-}
 
-/// The earliest deadline of the connection, and the event it stands for:
-/// the pong's when one is awaited, else the next ping's; the connect
-/// timeout's while no namespace was joined, if it comes first.
-fn earliest(next_ping: Instant, pong_deadline: Option<Instant>, connect_deadline: Option<Instant>) -> (Instant, Event) {
-    let heartbeat = match pong_deadline {
-        Some(due) => (due, Event::PingTimeout),
-        None => (next_ping, Event::Ping),
-    };
-    match connect_deadline {
-        Some(at) if at < heartbeat.0 => (at, Event::ConnectTimeout),
-        _ => heartbeat,
+    /// Acts on a command; returns the link the client disconnected, which
+    /// the caller ends ([`end_socket`], boxed: it is rare, and its future
+    /// would make the state of every idle connection larger).
+    pub fn command(&mut self, inner: &Inner, conn: &Connection, command: Command) -> Option<Link> {
+        match command {
+            Command::Add(link) => {
+                self.connect_deadline = None;
+                self.links.push(link);
+            }
+            Command::Remove(namespace) => {
+                // The connection stays open, even without sockets, as in
+                // the reference server: the client may connect again, and
+                // the heartbeat still ends it when the client goes away.
+                let i = self.links.iter().position(|l| l.socket.namespace().name() == namespace)?;
+                return Some(self.links.swap_remove(i));
+            }
+            Command::Pong => {
+                if self.pong_deadline.take().is_some() {
+                    conn.set_pong_due(None);
+                    for link in &self.links {
+                        link.attachment.session().ack(link.proven);
+                    }
+                    self.next_ping = Instant::now() + inner.config.ping_interval;
+                }
+            }
+            Command::Close => {}
+        }
+        None
+    }
+
+    /// The next batch of any link's session; never completes without links.
+    pub fn next_batch(&mut self) -> impl Future<Output = (usize, Result<Vec<Downstream>, EndReason>)> + '_ {
+        next_batch(&mut self.links)
+    }
+
+    /// Moves a batch of link `index` into the queue; returns the link when
+    /// the server ended its socket, which the caller ends with
+    /// [`end_socket`] (boxed, as for [`Driver::command`]).
+    pub fn batch(
+        &mut self,
+        inner: &Inner,
+        conn: &Connection,
+        index: usize,
+        result: Result<Vec<Downstream>, EndReason>,
+    ) -> Option<Link> {
+        match result {
+            Ok(frames) => {
+                if forward(inner, conn, &mut self.links[index], frames) {
+                    return Some(self.links.swap_remove(index));
+                }
+            }
+            Err(EndReason::Superseded) => {
+                // Recovered on another connection: it lives on there.
+                let link = self.links.swap_remove(index);
+                conn.remove_socket(link.socket.namespace().name(), Some(&link.socket));
+            }
+            Err(EndReason::ShuttingDown) => conn.close(CloseReason::ShuttingDown),
+            Err(_) => {
+                let link = self.links.swap_remove(index);
+                let name = link.socket.namespace().name();
+                let text = packet::encode(PacketType::Disconnect, name, None, 0, None);
+                conn.send([Outgoing::text(kind::MESSAGE, &text)]);
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    /// Cleans up after the connection closed: handlers told, sessions
+    /// detached, the connection forgotten.
+    pub fn finish(self, inner: &Inner, conn: &Connection) {
+        let mut links = self.links;
+        let reason = conn.closed().unwrap_or(CloseReason::ServerClose);
+        for command in conn.end_commands() {
+            if let Command::Add(link) = command {
+                links.push(link);
+            }
+        }
+        for socket in conn.remove_all_sockets() {
+            socket.namespace().disconnected(&socket, reason.as_str());
+        }
+        // Dropping the attachments detaches the sessions: they live on for
+        // the grace period, so the client can recover them.
+        drop(links);
+        inner.forget(conn.sid());
     }
 }
 
@@ -225,7 +319,7 @@ fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downst
 }
 
 /// Ends a socket for good: unregistered, session ended, handlers told.
-async fn end_socket(inner: &Inner, conn: &Connection, link: Link, reason: &str) {
+pub async fn end_socket(inner: &Inner, conn: &Connection, link: Link, reason: &str) {
     let Link { socket, attachment, .. } = link;
     drop(attachment);
     conn.remove_socket(socket.namespace().name(), Some(&socket));

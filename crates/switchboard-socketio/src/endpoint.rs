@@ -92,7 +92,8 @@ pub struct Inner {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) encoder: Arc<dyn Encoder>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
-    pub(crate) connections: RwLock<HashMap<String, Arc<Connection>>>,
+    /// Keyed by the id, not its text: no string kept per connection.
+    pub(crate) connections: RwLock<HashMap<SessionId, Arc<Connection>>>,
 }
 
 impl Inner {
@@ -104,21 +105,34 @@ impl Inner {
     /// directory (so requests for it landing on other nodes are relayed
     /// here), with its driver running.
     pub(crate) async fn open(self: &Arc<Self>, mode: Mode) -> Arc<Connection> {
-        let opened = tokio::time::Instant::now();
-        let id = SessionId::random();
-        let sid = id.to_string();
-        let conn = Connection::new(sid.clone(), mode);
-        self.connections.write().insert(sid.clone(), Arc::clone(&conn));
-        self.core.broker().session_created(id).await;
-        let span = tracing::debug_span!("socketio", sid = %&sid[..8]);
+        let (conn, opened) = self.register(mode).await;
+        let span = tracing::debug_span!("socketio", sid = %&conn.sid()[..8]);
         tokio::spawn(driver::run(Arc::clone(self), Arc::clone(&conn), opened).instrument(span));
         conn
     }
 
+    /// A new connection, registered as [`Inner::open`] does, without a
+    /// driver task: the caller runs its [`driver::Driver`] (from the
+    /// returned opening time).
+    pub(crate) async fn register(&self, mode: Mode) -> (Arc<Connection>, tokio::time::Instant) {
+        let opened = tokio::time::Instant::now();
+        let id = SessionId::random();
+        let conn = Connection::new(id, mode);
+        self.connections.write().insert(id, Arc::clone(&conn));
+        self.core.broker().session_created(id).await;
+        (conn, opened)
+    }
+
+    /// The live connection whose engine.io id is `sid`.
+    pub(crate) fn connection(&self, sid: &str) -> Option<Arc<Connection>> {
+        let id = SessionId::parse(sid)?;
+        self.connections.read().get(&id).cloned()
+    }
+
     /// Forgets a closed connection.
     pub(crate) fn forget(&self, sid: &str) {
-        self.connections.write().remove(sid);
         if let Some(id) = SessionId::parse(sid) {
+            self.connections.write().remove(&id);
             self.core.broker().session_ended(id);
         }
     }
@@ -270,7 +284,7 @@ impl SocketIo {
             return Ok(None);
         }
         let Some(sid) = parse_query(request.uri().query()).sid else { return Ok(None) };
-        if self.inner.connections.read().contains_key(&sid) {
+        if self.inner.connection(&sid).is_some() {
             return Ok(None);
         }
         self.inner.core.broker().locate(&sid).await
@@ -311,7 +325,7 @@ impl SocketIo {
             open.extend_from_slice(inner.handshake(conn.sid(), true).as_bytes());
             return polling::text(open);
         };
-        let Some(conn) = inner.connections.read().get(&sid).cloned() else {
+        let Some(conn) = inner.connection(&sid) else {
             return EngineError::UnknownSid.response();
         };
         if websocket {

@@ -44,7 +44,7 @@ pub fn handle(inner: &Arc<Inner>, conn: &Arc<Connection>, incoming: Incoming) ->
             }
             if packet.attachments > 0 {
                 let binary = Vec::with_capacity(packet.attachments);
-                conn.with_partial(|p| *p = Some(Partial { packet, binary }));
+                conn.with_partial(|p| *p = Some(Box::new(Partial { packet, binary })));
             } else {
                 dispatch(inner, conn, packet, Vec::new());
             }
@@ -56,7 +56,8 @@ pub fn handle(inner: &Arc<Inner>, conn: &Arc<Connection>, incoming: Incoming) ->
                 let complete = partial.binary.len() == partial.packet.attachments;
                 Ok(if complete { slot.take() } else { None })
             })?;
-            if let Some(Partial { packet, binary }) = outcome {
+            if let Some(partial) = outcome {
+                let Partial { packet, binary } = *partial;
                 if !packet.data.as_ref().is_some_and(|d| packet::placeholders_valid(d, binary.len())) {
                     return Err(PacketError("illegal attachments"));
                 }
@@ -181,7 +182,7 @@ fn connect(inner: &Arc<Inner>, conn: &Arc<Connection>, name: &str, auth: Option<
         forwarded = seq;
     }
     tracing::debug!(sid = %conn.sid(), namespace = name, socket = socket.id(), recovered, "socket connected");
-    conn.command(Command::Add(Link { socket: Arc::clone(&socket), attachment, forwarded }));
+    conn.command(Command::Add(Link { socket: Arc::clone(&socket), attachment, forwarded, proven: 0 }));
     namespace.connected(&socket);
 }
 

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
 
 use crate::connection::{CloseReason, Connection, Mode};
+use crate::driver::{end_socket, Driver};
 use crate::endpoint::{EngineError, Inner};
 use crate::protocol::engine::{self, kind, Incoming as Packet, Outgoing};
 use crate::upstream;
@@ -43,18 +44,22 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
     let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
-                let ws = tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded));
-                match conn {
-                    Some(conn) => Box::pin(probe(inner, conn, ws)).await,
-                    None => {
-                        let conn = Box::pin(inner.open(Mode::WebSocket)).await;
-                        conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
-                        run(&inner, &conn, ws).await;
-                    }
+            Ok(upgraded) => match conn {
+                Some(conn) => {
+                    let ws = serve(&inner, upgraded);
+                    Box::pin(probe(inner, conn, ws)).await;
                 }
-            }
+                None => {
+                    let (conn, opened) = Box::pin(inner.register(Mode::WebSocket)).await;
+                    conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
+                    // Made here, after the await above: the task's state
+                    // then keeps one WebSocket, not room for two.
+                    let ws = serve(&inner, upgraded);
+                    let mut driver = Driver::new(&inner, opened);
+                    run_driven(&inner, &conn, ws, &mut driver).await;
+                    driver.finish(&inner, &conn);
+                }
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "socket.io websocket upgrade failed");
                 if let Some(conn) = conn {
@@ -70,6 +75,12 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     response
+}
+
+/// The WebSocket over an upgraded connection.
+fn serve(inner: &Inner, upgraded: hyper::upgrade::Upgraded) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+    let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
+    tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded))
 }
 
 /// The probe phase of an upgrade; on success the WebSocket takes over.
@@ -127,10 +138,12 @@ where
         return;
     }
     conn.set_mode(Mode::WebSocket);
+    // The driver task polling started goes on.
     run(&inner, &conn, ws).await;
 }
 
-/// Writes the queue and reads the client until the connection closes.
+/// Writes the queue and reads the client until the connection closes (the
+/// driver runs in a task of its own).
 async fn run<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -139,32 +152,93 @@ where
         let woken = conn.woken();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let packets = conn.take_queue();
-        if !packets.is_empty() && write(&mut ws, packets).await.is_err() {
-            conn.close(CloseReason::TransportClose);
-            return;
-        }
-        if conn.closed().is_some() {
-            let _ = close(&mut ws).await;
+        if !write_queue(conn, &mut ws).await {
             return;
         }
         tokio::select! {
             () = &mut woken => {}
-            mut message = ws.next() => {
-                // Every message already read is handled before the loop
-                // writes again, so a burst is answered in one write.
-                for _ in 0..MAX_MESSAGES_PER_WRITE {
-                    if !read(inner, conn, &mut ws, message).await {
-                        return;
-                    }
-                    match ws.next().now_or_never() {
-                        Some(next) => message = next,
-                        None => break,
-                    }
-                }
-            }
+            message = ws.next() => if !read_burst(inner, conn, &mut ws, message).await {
+                return;
+            },
         }
     }
+}
+
+/// [`run`] for a connection opened directly over WebSocket, which also runs
+/// the connection's `driver`: one task, not two (a task and its state are
+/// about a kilobyte per idle connection). The driver's commands come from
+/// the messages this task reads, so they are applied right after reading.
+async fn run_driven<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>, driver: &mut Driver)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timer = tokio::time::sleep_until(driver.deadline());
+    tokio::pin!(timer);
+    loop {
+        let woken = conn.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        driver.commands(inner, conn).await;
+        if !write_queue(conn, &mut ws).await {
+            return;
+        }
+        driver.rearm(timer.as_mut());
+        // The queue was just written: it is never full here.
+        tokio::select! {
+            () = &mut woken => {}
+            (index, result) = driver.next_batch() => {
+                if let Some(link) = driver.batch(inner, conn, index, result) {
+                    Box::pin(end_socket(inner, conn, link, "server namespace disconnect")).await;
+                }
+            }
+            () = &mut timer => driver.deadline_reached(inner, conn),
+            message = ws.next() => if !read_burst(inner, conn, &mut ws, message).await {
+                return;
+            },
+        }
+    }
+}
+
+/// Writes what is queued; false when the connection is over (closed, or
+/// the write failed).
+async fn write_queue<S>(conn: &Connection, ws: &mut WebSocketStream<S>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let packets = conn.take_queue();
+    if !packets.is_empty() && write(ws, packets).await.is_err() {
+        conn.close(CloseReason::TransportClose);
+        return false;
+    }
+    if conn.closed().is_some() {
+        let _ = close(ws).await;
+        return false;
+    }
+    true
+}
+
+/// Handles `message` and every message already read behind it, so a burst
+/// is answered in one write; false when the connection is over.
+async fn read_burst<S>(
+    inner: &Arc<Inner>,
+    conn: &Arc<Connection>,
+    ws: &mut WebSocketStream<S>,
+    mut message: Option<Result<Message, tokio_websockets::Error>>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for _ in 0..MAX_MESSAGES_PER_WRITE {
+        if !read(inner, conn, message) {
+            let _ = ws.flush().await;
+            return false;
+        }
+        match ws.next().now_or_never() {
+            Some(next) => message = next,
+            None => break,
+        }
+    }
+    true
 }
 
 /// Most client messages handled one after another, while more are already
@@ -172,19 +246,14 @@ where
 const MAX_MESSAGES_PER_WRITE: usize = 64;
 
 /// Handles what the WebSocket read; false when the connection is over.
-async fn read<S>(
-    inner: &Arc<Inner>,
-    conn: &Arc<Connection>,
-    ws: &mut WebSocketStream<S>,
-    message: Option<Result<Message, tokio_websockets::Error>>,
-) -> bool
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// Handles what the WebSocket read; false when the connection is over (the
+/// caller then flushes what tokio-websockets queued: the answer to a close,
+/// or the close frame of a read error, 1009 for a message over maxPayload).
+/// Not async, so the task's state keeps no room for it while idle.
+fn read(inner: &Arc<Inner>, conn: &Arc<Connection>, message: Option<Result<Message, tokio_websockets::Error>>) -> bool {
     match message {
         Some(Ok(message)) if message.is_close() => {
             conn.close(CloseReason::TransportClose);
-            let _ = ws.flush().await;
             false
         }
         Some(Ok(message)) => {
@@ -205,9 +274,6 @@ where
         Some(Err(e)) => {
             tracing::debug!(sid = %conn.sid(), error = %e, "websocket read failed");
             conn.close(CloseReason::TransportError);
-            // tokio-websockets queued the right close frame (1009 for a
-            // message over maxPayload); push it out.
-            let _ = ws.flush().await;
             false
         }
         None => {
@@ -217,18 +283,25 @@ where
     }
 }
 
+/// Writes `packets` in one flush. A hand-written poll rather than a loop of
+/// `feed`s: the task's state then keeps no room for a message in flight.
 async fn write<S>(ws: &mut WebSocketStream<S>, packets: Vec<Outgoing>) -> Result<(), tokio_websockets::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for packet in packets {
-        let message = match packet {
-            Outgoing::Text(text) => Message::text(text),
-            Outgoing::Binary(bytes) => Message::binary(bytes),
-        };
-        ws.feed(message).await?;
-    }
-    ws.flush().await
+    let mut packets = packets.into_iter();
+    std::future::poll_fn(|cx| {
+        loop {
+            std::task::ready!(ws.poll_ready_unpin(cx))?;
+            let Some(packet) = packets.next() else { break };
+            ws.start_send_unpin(match packet {
+                Outgoing::Text(text) => Message::text(text),
+                Outgoing::Binary(bytes) => Message::binary(bytes),
+            })?;
+        }
+        ws.poll_flush_unpin(cx)
+    })
+    .await
 }
 
 async fn close<S>(ws: &mut WebSocketStream<S>) -> Result<(), tokio_websockets::Error>

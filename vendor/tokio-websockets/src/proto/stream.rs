@@ -79,7 +79,9 @@ impl FrameQueue {
     #[cfg(any(feature = "client", feature = "server"))]
     fn new() -> Self {
         Self {
-            queue: VecDeque::with_capacity(1),
+            // Switchboard: no room until a frame is queued (an idle
+            // connection keeps none, see `advance`).
+            queue: VecDeque::new(),
             bytes_written: 0,
             pending_bytes: 0,
         }
@@ -132,6 +134,12 @@ impl Buf for FrameQueue {
                 self.bytes_written = cnt;
                 return;
             }
+        }
+        if self.queue.is_empty() {
+            // Switchboard: everything is written; let the room go, which a
+            // burst may have grown to dozens of frames, so an idle
+            // connection keeps none.
+            self.queue = VecDeque::new();
         }
     }
 

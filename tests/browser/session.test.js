@@ -93,7 +93,7 @@ test('an outbox that overflowed while disconnected is reported as a gap event, t
 
 for (const transport of ['sse', 'stream', 'htmlfile']) {
   test(`${transport}: responses that end at the stream budget (close 4001) are resumed at once, nothing lost`, async () => {
-    const { a, b, close } = await setup({ SWITCHBOARD_STREAM_BUDGET: '4096' }, transport);
+    const { a, b, close } = await setup({ SWITCHBOARD_STREAM_BUDGET: '4096', SWITCHBOARD_SSE_BUDGET: '4096' }, transport);
     try {
       const path = { sse: '/v1/sse', stream: '/v1/stream', htmlfile: '/v1/htmlfile' }[transport];
       let attachments = 0;

@@ -57,6 +57,10 @@ struct State {
     /// While the offline replay of a new session is being assembled, live
     /// room publications are held here: (room, message id, body).
     held: Option<Vec<(String, u64, Bytes)>>,
+    /// Whether a reader found nothing to read since the last wake-up: only
+    /// then does a new frame wake readers ([`Attachment::next_batch`]
+    /// registers for the wake-up before it looks, so none is missed).
+    reader_waiting: bool,
 }
 
 /// What a session may do how often.
@@ -143,6 +147,7 @@ impl Session {
                 rooms: Vec::new(),
                 buckets: [bucket(limits.rate_messages), bucket(limits.rate_typing), bucket(limits.rate_joins)],
                 held: None,
+                reader_waiting: false,
             }),
             wake: Notify::new(),
         })
@@ -196,7 +201,11 @@ impl Session {
             if state.ended {
                 return None;
             }
-            state.outbox.push(body)
+            let seq = state.outbox.push(body);
+            if !std::mem::take(&mut state.reader_waiting) {
+                return Some(seq);
+            }
+            seq
         };
         self.wake.notify_waiters();
         Some(seq)
@@ -215,6 +224,12 @@ impl Session {
                 return true;
             }
             state.outbox.push_at(body, now);
+            if !std::mem::take(&mut state.reader_waiting) {
+                // The reader has not caught up since the last wake-up: it
+                // will read this frame with the others (in a busy fan-out,
+                // most deliveries skip the wake-up's lock and atomics).
+                return true;
+            }
         }
         self.wake.notify_waiters();
         true
@@ -385,7 +400,7 @@ impl Attachment {
 
     /// What is ready now: `None` when nothing is.
     pub fn try_batch(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
-        let state = self.session.state.lock();
+        let mut state = self.session.state.lock();
         if state.kicked {
             return Some(Err(EndReason::Kicked));
         }
@@ -399,6 +414,9 @@ impl Attachment {
             return Some(Err(EndReason::SessionEnded));
         }
         if !state.outbox.has_from(self.next) {
+            // The reader may wait now: the next frame must wake it (set
+            // under the lock the pushes take, so none slips in between).
+            state.reader_waiting = true;
             return None;
         }
         let batch = state.outbox.read_from(self.next, max);

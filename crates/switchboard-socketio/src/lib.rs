@@ -34,9 +34,10 @@
 //!   between them.
 //! - [`connection`]: one engine.io connection: the queue of packets for its
 //!   transport, its mode, its sockets.
-//! - [`driver`]: the task of each connection: moves its sockets' outbox
+//! - [`driver`]: what drives each connection: moves its sockets' outbox
 //!   frames to the queue, pings, and acknowledges frames a pong proved
-//!   received.
+//!   received. A task of its own for a connection polling opened; part of
+//!   the WebSocket's one task for a connection opened over WebSocket.
 //! - [`upstream`]: what the client's packets do: connect (and recover),
 //!   disconnect, events, acknowledgements.
 //! - [`body`]: the outbox body of a socket.io packet, the room mapping, and

@@ -13,9 +13,14 @@ pub struct TransportConfig {
     pub poll_timeout: Duration,
     /// Interval of heartbeats on idle streams and WebSockets.
     pub heartbeat: Duration,
-    /// Bytes after which a streaming response (SSE, stream, htmlfile) ends
-    /// itself with `close` 4001.
+    /// Bytes after which a stream or htmlfile response ends itself with
+    /// `close` 4001: the page keeps everything such a response brought (the
+    /// XHR's `responseText`, the iframe's document) until it ends.
     pub stream_budget: usize,
+    /// The same for SSE responses; 0: none. `EventSource` keeps nothing of
+    /// what it parsed, so by default an SSE response is not cut (each cut
+    /// is a new request and a resume, for nothing).
+    pub sse_budget: usize,
     /// Largest single frame (WebSocket message or `data` of one frame).
     pub max_frame_bytes: usize,
     /// Largest `POST /v1/send` body.
@@ -33,6 +38,7 @@ impl Default for TransportConfig {
             poll_timeout: Duration::from_secs(25),
             heartbeat: Duration::from_secs(25),
             stream_budget: 256 * 1024,
+            sse_budget: 0,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,
             max_batch: 256,

@@ -207,7 +207,10 @@ impl Switchboard {
                 tracing::debug!("stream attached");
                 let limits = StreamLimits {
                     heartbeat: self.config.heartbeat,
-                    budget: self.config.stream_budget,
+                    budget: match format {
+                        StreamFormat::EventSource => self.config.sse_budget,
+                        _ => self.config.stream_budget,
+                    },
                     max_frames: self.config.max_frames_per_write,
                 };
                 streaming::body(attached.attachment, attached.welcome, format, limits)

@@ -156,7 +156,7 @@ async fn next_chunk(mut state: State) -> Option<(Result<Frame<Bytes>, Infallible
         }
     }
     state.written += out.len();
-    if !state.done && state.written >= state.limits.budget {
+    if !state.done && state.limits.budget > 0 && state.written >= state.limits.budget {
         let close = frame::close(codes::BUDGET_REACHED, "stream budget reached; resume", true);
         state.format.frame(&close, &mut out);
         state.done = true;

@@ -36,8 +36,10 @@ pub struct Config {
     /// Heartbeat interval on idle streams and WebSockets.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
-    /// Bytes after which SSE, stream and htmlfile responses end themselves.
+    /// Bytes after which stream and htmlfile responses end themselves.
     pub stream_budget: usize,
+    /// Bytes after which SSE responses end themselves; 0: never.
+    pub sse_budget: usize,
     /// Largest single frame (WebSocket message, or a frame's data).
     pub max_frame_bytes: usize,
     /// Largest `POST /v1/send` body.
@@ -179,6 +181,7 @@ impl Default for Config {
             poll_timeout: transport.poll_timeout,
             heartbeat: transport.heartbeat,
             stream_budget: transport.stream_budget,
+            sse_budget: transport.sse_budget,
             max_frame_bytes: transport.max_frame_bytes,
             max_body_bytes: transport.max_body_bytes,
             max_batch: transport.max_batch,
@@ -260,6 +263,7 @@ impl Config {
             poll_timeout: self.poll_timeout,
             heartbeat: self.heartbeat,
             stream_budget: self.stream_budget,
+            sse_budget: self.sse_budget,
             max_frame_bytes: self.max_frame_bytes,
             max_body_bytes: self.max_body_bytes,
             max_batch: self.max_batch,

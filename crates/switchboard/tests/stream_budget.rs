@@ -1,6 +1,7 @@
-//! §4 streaming budget: SSE, stream and htmlfile responses end themselves
-//! after the budget with `close` 4001 `reconnect: true`; the client resumes
-//! and loses nothing.
+//! §4 streaming budget: stream and htmlfile responses (and SSE responses,
+//! when `sse_budget` is set) end themselves after the budget with `close`
+//! 4001 `reconnect: true`; the client resumes and loses nothing. SSE has no
+//! budget by default.
 
 use switchboard_testkit::room::Publisher;
 use switchboard_testkit::scenario::ROOM;
@@ -10,8 +11,14 @@ const BUDGET: usize = 4096;
 const MESSAGES: u64 = 60;
 const GROUP: u64 = 3;
 
-async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
-    let server = TestServer::start_with(|c| c.stream_budget = BUDGET).await;
+/// Reads 60 messages through `transport`, resuming whenever a response ends
+/// at its budget; returns how many did.
+async fn read_through_budgets(transport: Transport, sse_budget: usize) -> anyhow::Result<usize> {
+    let server = TestServer::start_with(|c| {
+        c.stream_budget = BUDGET;
+        c.sse_budget = sse_budget;
+    })
+    .await;
     let addr = server.addr();
     let publisher = Publisher::join(addr, ROOM).await?;
     let mut downstream = transport.attach(addr, None, 0).await?;
@@ -63,23 +70,38 @@ async fn budget_forces_resumes(transport: Transport) -> anyhow::Result<()> {
             }
         }
     }
+    server.shutdown().await;
+    Ok(budget_closes)
+}
+
+async fn budget_forces_resumes(transport: Transport, sse_budget: usize) -> anyhow::Result<()> {
+    let budget_closes = read_through_budgets(transport, sse_budget).await?;
     // 60 frames of ~300 bytes is over 4 budgets.
     assert!(budget_closes >= 3, "{transport}: only {budget_closes} budget closes");
-    server.shutdown().await;
     Ok(())
 }
 
 #[tokio::test]
-async fn sse_ends_at_budget_and_resumes_without_loss() {
-    bounded(budget_forces_resumes(Transport::Sse)).await;
+async fn sse_ends_at_its_budget_when_one_is_set_and_resumes_without_loss() {
+    bounded(budget_forces_resumes(Transport::Sse, BUDGET)).await;
+}
+
+#[tokio::test]
+async fn sse_has_no_budget_by_default() {
+    bounded(async {
+        let closes = read_through_budgets(Transport::Sse, 0).await?;
+        assert_eq!(closes, 0, "an SSE response ended at the stream budget");
+        Ok(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn stream_ends_at_budget_and_resumes_without_loss() {
-    bounded(budget_forces_resumes(Transport::Stream)).await;
+    bounded(budget_forces_resumes(Transport::Stream, 0)).await;
 }
 
 #[tokio::test]
 async fn htmlfile_ends_at_budget_and_resumes_without_loss() {
-    bounded(budget_forces_resumes(Transport::HtmlFile)).await;
+    bounded(budget_forces_resumes(Transport::HtmlFile, 0)).await;
 }

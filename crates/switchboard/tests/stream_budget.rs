@@ -1,7 +1,7 @@
-//! §4 streaming budget: stream and htmlfile responses (and SSE responses,
-//! when `sse_budget` is set) end themselves after the budget with `close`
-//! 4001 `reconnect: true`; the client resumes and loses nothing. SSE has no
-//! budget by default.
+//! §4 streaming budget: SSE, stream and htmlfile responses end themselves
+//! after their budget (`sse_budget`, `stream_budget`) with `close` 4001
+//! `reconnect: true`; the client resumes and loses nothing. An SSE budget
+//! of 0 means none.
 
 use switchboard_testkit::room::Publisher;
 use switchboard_testkit::scenario::ROOM;
@@ -87,7 +87,7 @@ async fn sse_ends_at_its_budget_when_one_is_set_and_resumes_without_loss() {
 }
 
 #[tokio::test]
-async fn sse_has_no_budget_by_default() {
+async fn sse_has_no_budget_when_its_budget_is_zero() {
     bounded(async {
         let closes = read_through_budgets(Transport::Sse, 0).await?;
         assert_eq!(closes, 0, "an SSE response ended at the stream budget");

@@ -18,10 +18,9 @@ pub struct TransportConfig {
     /// XHR's `responseText`, the iframe's document) until it ends.
     pub stream_budget: usize,
     /// The same for SSE responses; 0: none. `EventSource` keeps nothing of
-    /// what it parsed, so an SSE response could go on for ever; the default
-    /// still cuts it at 256 KiB, because measured under a saturated fan-out
-    /// (1,000 subscribers) responses that never end had a p99 latency 3-15x
-    /// worse, with stalls of seconds (`bench/NOTES.md`).
+    /// what it parsed, so an SSE response may go on for ever; the default is
+    /// still the other streams' 256 KiB, the behaviour every client and
+    /// benchmark of this server was measured with (`bench/NOTES.md`).
     pub sse_budget: usize,
     /// Largest single frame (WebSocket message or `data` of one frame).
     pub max_frame_bytes: usize,

@@ -307,9 +307,14 @@ for target in "switchboard native-ws" "switchboard socketio-ws" "socketioxide so
   bench "fanout-ramp-$1-$2" "$1" "${FRAMP_ARGS[@]}" --protocol "$2"
 done
 
-# Fan-out to SSE and long-poll subscribers, against nchan.
-HFAN_ARGS=(--scenario fanout --clients "$SUBS" --publishers "$PUBS" --rate "$HTTP_RATE" --duration "$FIXED_SECS" "${COMMON[@]}")
-HRAMP_ARGS=(--scenario fanout-ramp --clients "$SUBS" --publishers "$PUBS" --rates "$HTTP_RAMP" "${RAMP[@]}" "${COMMON[@]}")
+# Fan-out to SSE and long-poll subscribers, against nchan. 4 generator
+# processes: an HTTP subscriber costs the generator more per message than a
+# WebSocket one, and with 2 processes of 500 streams each a process fell
+# behind on some of its streams, which showed as the server's latency
+# (bench/NOTES.md, SSE section).
+HTTP_COMMON=(--processes 4 --timeout 300)
+HFAN_ARGS=(--scenario fanout --clients "$SUBS" --publishers "$PUBS" --rate "$HTTP_RATE" --duration "$FIXED_SECS" "${HTTP_COMMON[@]}")
+HRAMP_ARGS=(--scenario fanout-ramp --clients "$SUBS" --publishers "$PUBS" --rates "$HTTP_RAMP" "${RAMP[@]}" "${HTTP_COMMON[@]}")
 for target in "switchboard native-sse" "switchboard native-longpoll" "nchan nchan-sse" "nchan nchan-longpoll"; do
   set -- $target
   bench "httpfanout-$1-$2" "$1" "${HFAN_ARGS[@]}" --protocol "$2"

@@ -196,18 +196,16 @@ impl Session {
     /// Queues a sequenced frame body; returns its seq, or `None` when the
     /// session has ended.
     pub fn push(&self, body: Bytes) -> Option<u64> {
-        let seq = {
+        let (seq, wake) = {
             let mut state = self.state.lock();
             if state.ended {
                 return None;
             }
-            let seq = state.outbox.push(body);
-            if !std::mem::take(&mut state.reader_waiting) {
-                return Some(seq);
-            }
-            seq
+            state.queue(body, Instant::now())
         };
-        self.wake.notify_waiters();
+        if wake {
+            self.wake.notify_waiters();
+        }
         Some(seq)
     }
 
@@ -223,11 +221,7 @@ impl Session {
                 held.push((room.to_owned(), id, body));
                 return true;
             }
-            state.outbox.push_at(body, now);
-            if !std::mem::take(&mut state.reader_waiting) {
-                // The reader has not caught up since the last wake-up: it
-                // will read this frame with the others (in a busy fan-out,
-                // most deliveries skip the wake-up's lock and atomics).
+            if !state.queue(body, now).1 {
                 return true;
             }
         }
@@ -366,6 +360,18 @@ fn end(state: &mut State) -> Vec<String> {
     state.ended = true;
     state.outbox = Outbox::new(1, 0);
     std::mem::take(&mut state.rooms)
+}
+
+impl State {
+    /// Queues a frame body in the outbox; returns its seq and whether the
+    /// readers must be woken: only when one found nothing to read since the
+    /// last wake-up. A reader that has not caught up reads this frame with
+    /// the others (in a busy fan-out, most deliveries skip the wake-up's
+    /// lock and atomics).
+    fn queue(&mut self, body: Bytes, now: Instant) -> (u64, bool) {
+        let seq = self.outbox.push_at(body, now);
+        (seq, std::mem::take(&mut self.reader_waiting))
+    }
 }
 
 /// The right to read a session's frames, held by one downstream transport.

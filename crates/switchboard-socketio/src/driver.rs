@@ -71,12 +71,12 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
         tokio::select! {
             command = conn.next_command() => {
                 if let Some(link) = driver.command(&inner, &conn, command) {
-                    Box::pin(end_socket(&inner, &conn, link, "client namespace disconnect")).await;
+                    end_socket(&inner, &conn, link, "client namespace disconnect").await;
                 }
             }
             (index, result) = driver.next_batch(), if !full => {
                 if let Some(link) = driver.batch(&inner, &conn, index, result) {
-                    Box::pin(end_socket(&inner, &conn, link, "server namespace disconnect")).await;
+                    end_socket(&inner, &conn, link, "server namespace disconnect").await;
                 }
             }
             () = conn.drained(), if full => {}
@@ -180,14 +180,13 @@ impl Driver {
     pub async fn commands(&mut self, inner: &Inner, conn: &Connection) {
         while let Some(command) = conn.take_command() {
             if let Some(link) = self.command(inner, conn, command) {
-                Box::pin(end_socket(inner, conn, link, "client namespace disconnect")).await;
+                end_socket(inner, conn, link, "client namespace disconnect").await;
             }
         }
     }
 
     /// Acts on a command; returns the link the client disconnected, which
-    /// the caller ends ([`end_socket`], boxed: it is rare, and its future
-    /// would make the state of every idle connection larger).
+    /// the caller ends with [`end_socket`].
     pub fn command(&mut self, inner: &Inner, conn: &Connection, command: Command) -> Option<Link> {
         match command {
             Command::Add(link) => {
@@ -222,7 +221,7 @@ impl Driver {
 
     /// Moves a batch of link `index` into the queue; returns the link when
     /// the server ended its socket, which the caller ends with
-    /// [`end_socket`] (boxed, as for [`Driver::command`]).
+    /// [`end_socket`].
     pub fn batch(
         &mut self,
         inner: &Inner,
@@ -319,10 +318,19 @@ fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downst
 }
 
 /// Ends a socket for good: unregistered, session ended, handlers told.
-pub async fn end_socket(inner: &Inner, conn: &Connection, link: Link, reason: &str) {
-    let Link { socket, attachment, .. } = link;
-    drop(attachment);
-    conn.remove_socket(socket.namespace().name(), Some(&socket));
-    inner.core.end_session(socket.session().id()).await;
-    socket.namespace().disconnected(&socket, reason);
+/// Boxed: it is rare, and its future would otherwise make the state every
+/// idle connection keeps larger.
+pub fn end_socket<'a>(
+    inner: &'a Inner,
+    conn: &'a Connection,
+    link: Link,
+    reason: &'a str,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let Link { socket, attachment, .. } = link;
+        drop(attachment);
+        conn.remove_socket(socket.namespace().name(), Some(&socket));
+        inner.core.end_session(socket.session().id()).await;
+        socket.namespace().disconnected(&socket, reason);
+    })
 }

@@ -188,7 +188,7 @@ where
             () = &mut woken => {}
             (index, result) = driver.next_batch() => {
                 if let Some(link) = driver.batch(inner, conn, index, result) {
-                    Box::pin(end_socket(inner, conn, link, "server namespace disconnect")).await;
+                    end_socket(inner, conn, link, "server namespace disconnect").await;
                 }
             }
             () = &mut timer => driver.deadline_reached(inner, conn),
@@ -245,7 +245,6 @@ where
 /// read, before the queue is written.
 const MAX_MESSAGES_PER_WRITE: usize = 64;
 
-/// Handles what the WebSocket read; false when the connection is over.
 /// Handles what the WebSocket read; false when the connection is over (the
 /// caller then flushes what tokio-websockets queued: the answer to a close,
 /// or the close frame of a read error, 1009 for a message over maxPayload).

@@ -134,15 +134,29 @@ pub enum UpstreamError {
     UnknownSession,
 }
 
-/// A freshly attached downstream and what to greet it with.
+/// A freshly attached downstream; [`Attached::welcome`] greets it.
 #[derive(Debug)]
 pub struct Attached {
     /// The attachment to read frames from.
     pub attachment: Attachment,
-    /// The `welcome` control frame.
-    pub welcome: Downstream,
     /// Whether the session was created by this attach.
     pub created: bool,
+    heartbeat_ms: u64,
+}
+
+impl Attached {
+    /// The `welcome` control frame. Built on demand: a long poll that
+    /// resumes its session (every poll but the first) sends none.
+    pub fn welcome(&self) -> Downstream {
+        let session = self.attachment.session();
+        frame::welcome(
+            &session.id().to_string(),
+            session.public_id(),
+            session.identity(),
+            !self.created,
+            self.heartbeat_ms,
+        )
+    }
 }
 
 impl Core {
@@ -320,14 +334,7 @@ impl Core {
             }
         };
         let attachment = session.attach(last).map_err(AttachError::Ended)?;
-        let welcome = frame::welcome(
-            &session.id().to_string(),
-            session.public_id(),
-            session.identity(),
-            !created,
-            self.limits.heartbeat.as_millis() as u64,
-        );
-        Ok(Attached { attachment, welcome, created })
+        Ok(Attached { attachment, created, heartbeat_ms: self.limits.heartbeat.as_millis() as u64 })
     }
 
     /// A new session of `identity`, with everything a user's new session

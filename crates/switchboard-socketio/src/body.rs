@@ -71,19 +71,12 @@ pub fn body(tag: Tag, text: &str, attachments: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// A body read back: its tag and the engine.io packets it becomes.
-#[derive(Debug)]
-pub struct Decoded {
-    /// How it was tagged.
-    pub tag: Tag,
-    /// The engine.io packets to send, in order.
-    pub packets: Vec<Outgoing>,
-}
-
-/// Reads a body back into engine.io packets; `offset` (the body's seq) is
-/// appended to events when recovery is on. `None` for a body this adapter
-/// did not write (never expected).
-pub fn decode(body: &Bytes, offset: Option<u64>) -> Option<Decoded> {
+/// Reads a body back into engine.io packets, appended to `out` in order;
+/// `offset` (the body's seq) is appended to events when recovery is on.
+/// Returns the body's tag, or `None` (with `out` as it was) for a body
+/// this adapter did not write (never expected). One allocation for a body
+/// without attachments: a fan-out decodes one body per recipient.
+pub fn decode_into(body: &Bytes, offset: Option<u64>, out: &mut Vec<Outgoing>) -> Option<Tag> {
     let tag = match body.first()? {
         b'e' => Tag::Event,
         b'p' => Tag::Plain,
@@ -92,24 +85,34 @@ pub fn decode(body: &Bytes, offset: Option<u64>) -> Option<Decoded> {
     };
     let text_len = read_u32(body, 1)?;
     let text = body.get(5..5 + text_len)?;
-    let mut message = Vec::with_capacity(text.len() + 24);
+    let mut offset_digits = itoa::Buffer::new();
+    let suffix: &[u8] = match (tag, offset) {
+        (Tag::Event, Some(seq)) => offset_digits.format(seq).as_bytes(),
+        _ => b"",
+    };
+    let mut message = Vec::with_capacity(1 + text.len() + suffix.len() + 4);
     message.push(kind::MESSAGE);
     message.extend_from_slice(text);
     if tag == Tag::Event {
-        if let Some(seq) = offset {
-            message.extend_from_slice(format!(",\"{seq}\"]").as_bytes());
-        } else {
-            message.push(b']');
+        if offset.is_some() {
+            message.extend_from_slice(b",\"");
+            message.extend_from_slice(suffix);
+            message.push(b'"');
         }
+        message.push(b']');
     }
-    let mut packets = vec![Outgoing::Text(Bytes::from(message))];
+    let before = out.len();
+    out.push(Outgoing::Text(Bytes::from(message)));
     let mut at = 5 + text_len;
     while at < body.len() {
-        let len = read_u32(body, at)?;
-        packets.push(Outgoing::Binary(body.slice(at + 4..(at + 4 + len).min(body.len()))));
+        let Some(len) = read_u32(body, at) else {
+            out.truncate(before);
+            return None;
+        };
+        out.push(Outgoing::Binary(body.slice(at + 4..(at + 4 + len).min(body.len()))));
         at += 4 + len;
     }
-    Some(Decoded { tag, packets })
+    Some(tag)
 }
 
 fn read_u32(body: &Bytes, at: usize) -> Option<usize> {
@@ -228,6 +231,21 @@ fn minified(json: &str) -> String {
 mod tests {
     use super::*;
 
+    struct Decoded {
+        packets: Vec<Outgoing>,
+    }
+
+    fn decode(body: &Bytes, offset: Option<u64>) -> Option<Decoded> {
+        let mut packets = vec![Outgoing::text(b'9', "before")];
+        let decoded = decode_into(body, offset, &mut packets);
+        let earlier = packets.remove(0);
+        assert_eq!(earlier, Outgoing::text(b'9', "before"), "what was in the list stays first");
+        if decoded.is_none() {
+            assert!(packets.is_empty(), "a refused body adds nothing: {packets:?}");
+        }
+        decoded.map(|_| Decoded { packets })
+    }
+
     fn text(decoded: &Decoded) -> String {
         match &decoded.packets[0] {
             Outgoing::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
@@ -259,6 +277,8 @@ mod tests {
         assert!(decode(&Bytes::from_static(b""), None).is_none());
         assert!(decode(&Bytes::from_static(b"x\0\0\0\0"), None).is_none());
         assert!(decode(&Bytes::from_static(b"p\0\0\0\x09abc"), None).is_none());
+        // The text is whole, the attachment's length is cut short.
+        assert!(decode(&Bytes::from_static(b"e\0\0\0\x0242\0\0"), Some(1)).is_none());
     }
 
     #[test]

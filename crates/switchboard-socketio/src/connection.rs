@@ -168,6 +168,26 @@ impl Connection {
         self.wake.notify_waiters();
     }
 
+    /// Queues a list of packets; an empty queue takes the list as it is
+    /// (no copy, no growth step by step: a fan-out moves a batch per step).
+    pub fn send_batch(&self, packets: Vec<Outgoing>) {
+        if packets.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.state.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            if state.queue.is_empty() {
+                state.queue = packets.into();
+            } else {
+                state.queue.extend(packets);
+            }
+        }
+        self.wake.notify_waiters();
+    }
+
     /// Whether the queue is at its bound.
     pub fn queue_full(&self) -> bool {
         self.state.lock().queue.len() >= MAX_QUEUED_PACKETS

@@ -288,19 +288,19 @@ async fn next_batch(links: &mut [Link]) -> (usize, Result<Vec<Downstream>, EndRe
     futures_util::future::select_all(futures).await.0
 }
 
-/// Moves frames into the queue; true when a server DISCONNECT was among
-/// them (the socket ends).
+/// Moves frames into the queue, all at once; true when a server DISCONNECT
+/// was among them (the socket ends).
 fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downstream>) -> bool {
+    let mut packets = Vec::with_capacity(frames.len());
+    let mut disconnect = false;
     for frame in frames {
         match frame {
             Downstream::Sequenced { seq, body } => {
                 link.forwarded = seq;
-                let Some(decoded) = body::decode(&body, inner.config.recovery.then_some(seq)) else {
-                    continue;
-                };
-                conn.send(decoded.packets);
-                if decoded.tag == Tag::Disconnect {
-                    return true;
+                let tag = body::decode_into(&body, inner.config.recovery.then_some(seq), &mut packets);
+                if tag == Some(Tag::Disconnect) {
+                    disconnect = true;
+                    break;
                 }
             }
             Downstream::Control(_) => {
@@ -309,12 +309,14 @@ fn forward(inner: &Inner, conn: &Connection, link: &mut Link, frames: Vec<Downst
                 // client reconnect, and its recovery then fails honestly
                 // (`socket.recovered === false`).
                 tracing::debug!(sid = %conn.sid(), "socket.io outbox overflowed; closing");
+                conn.send_batch(packets);
                 conn.close(CloseReason::TransportError);
                 return false;
             }
         }
     }
-    false
+    conn.send_batch(packets);
+    disconnect
 }
 
 /// Ends a socket for good: unregistered, session ended, handlers told.

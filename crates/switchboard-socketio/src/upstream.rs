@@ -207,8 +207,9 @@ fn recover(inner: &Inner, namespace: &Namespace, auth: &Value) -> Option<(Arc<Se
                 Downstream::Sequenced { seq, body } => {
                     // Only events are replayed, as socket.io does: acks and
                     // events waiting for an ack belonged to the old link.
-                    if let Some(decoded) = body::decode(&body, Some(seq)).filter(|d| d.tag == Tag::Event) {
-                        replay.push((seq, decoded.packets));
+                    let mut packets = Vec::new();
+                    if body::decode_into(&body, Some(seq), &mut packets) == Some(Tag::Event) {
+                        replay.push((seq, packets));
                     }
                 }
                 Downstream::Control(_) => {

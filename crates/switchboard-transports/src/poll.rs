@@ -40,7 +40,7 @@ pub async fn respond(core: &Core, params: &Params, format: PollFormat, hold: Dur
         Ok(attached) if attached.created => {
             tracing::Span::current().record("sid", tracing::field::display(attached.attachment.session().id()));
             tracing::debug!("session created");
-            encode(&[attached.welcome], &format)
+            encode(&[attached.welcome()], &format)
         }
         Ok(attached) => {
             let mut attachment = attached.attachment;

@@ -213,7 +213,8 @@ impl Switchboard {
                     },
                     max_frames: self.config.max_frames_per_write,
                 };
-                streaming::body(attached.attachment, attached.welcome, format, limits)
+                let welcome = attached.welcome();
+                streaming::body(attached.attachment, welcome, format, limits)
             }
         };
         let mut response = Response::new(body);

@@ -124,7 +124,7 @@ where
 {
     match core.attach(params.sid.as_deref(), params.last, &params.credentials).await {
         Ok(attached) => {
-            send_frames(ws, std::slice::from_ref(&attached.welcome)).await.ok()?;
+            send_frames(ws, &[attached.welcome()]).await.ok()?;
             Some(attached.attachment)
         }
         Err(e) => {

@@ -235,6 +235,48 @@ connect_timeout = "${TIMED.connect_timeout}ms"
     joined.ws.close();
   });
 
+  it('keeps the heartbeat of a connection upgraded from polling, on its websocket', async () => {
+    // The polling connection's driver moves into the WebSocket's task at
+    // the upgrade: the pings must go on from there, and a missing pong
+    // must still close the connection.
+    const base = `http://127.0.0.1:${timed.port}/socket.io/?EIO=4&transport=polling`;
+    const open = JSON.parse((await (await fetch(base)).text()).slice(1));
+    const poll = `${base}&sid=${open.sid}`;
+    const ws = new WebSocket(`ws://127.0.0.1:${timed.port}/socket.io/?EIO=4&transport=websocket&sid=${open.sid}`);
+    ws.on('error', () => {});
+    await once(ws, 'open');
+    ws.send('2probe');
+    const [probe] = await once(ws, 'message');
+    assert.equal(probe.toString(), '3probe');
+    for (;;) {
+      const text = await (await fetch(poll)).text();
+      if (text === '6') break;
+      await fetch(poll, { method: 'POST', body: '3' });
+    }
+    let pong = true;
+    const log = [];
+    const start = Date.now();
+    ws.on('message', (data) => {
+      const text = data.toString();
+      log.push([Date.now() - start, text]);
+      if (text === '2' && pong) ws.send('3');
+    });
+    const closed = new Promise((resolve) => ws.on('close', () => resolve(Date.now() - start)));
+    ws.send('5');
+    ws.send('40');
+    await until(() => log.some(([, text]) => text.startsWith('40{')), 3000, 'the CONNECT answer');
+    await sleep(3 * TIMED.ping_interval);
+    const answered = log.filter(([, text]) => text === '2').length;
+    assert.ok(answered >= 2, `${answered} pings over the upgraded websocket`);
+    assert.equal(ws.readyState, WebSocket.OPEN, 'answered pings keep it open');
+    pong = false;
+    const silentFrom = Date.now() - start;
+    const at = await closed;
+    const due = TIMED.ping_interval + TIMED.ping_timeout;
+    assert.ok(at - silentFrom < due + 600, `closed ${at - silentFrom} ms after the pongs stopped (due within ${due} ms)`);
+    assert.equal((await fetch(poll)).status, 400, 'the connection is gone');
+  });
+
   it('closes a websocket that does not answer a ping within ping_timeout', async () => {
     const silent = await rawSocket({ pong: false, connect: true });
     const at = await silent.closed;

@@ -17,7 +17,7 @@ use switchboard_core::id::SessionId;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::driver::Command;
+use crate::driver::{Command, Driver};
 use crate::protocol::engine::Outgoing;
 use crate::socket::Socket;
 
@@ -120,6 +120,9 @@ struct State {
     commands: VecDeque<Command>,
     /// Whether the driver stopped: commands sent after it are dropped.
     driver_gone: bool,
+    /// The driver the polling task handed over, until the WebSocket's task
+    /// takes it.
+    handed_over: Option<Box<Driver>>,
 }
 
 impl Connection {
@@ -143,6 +146,7 @@ impl Connection {
                 pong_due: None,
                 commands: VecDeque::new(),
                 driver_gone: false,
+                handed_over: None,
             }),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -295,6 +299,18 @@ impl Connection {
             state.commands = VecDeque::new();
         }
         command
+    }
+
+    /// Leaves the driver for the WebSocket's task (the polling task stops)
+    /// and wakes that task.
+    pub fn hand_over(&self, driver: Driver) {
+        self.state.lock().handed_over = Some(Box::new(driver));
+        self.wake.notify_waiters();
+    }
+
+    /// The driver the polling task handed over, once it has.
+    pub fn take_driver(&self) -> Option<Driver> {
+        self.state.lock().handed_over.take().map(|driver| *driver)
     }
 
     /// The driver stopped: later commands are dropped; returns those not

@@ -1,7 +1,9 @@
-//! The driver of each engine.io connection: a task of its own for a
-//! connection opened by polling, part of the WebSocket's task for a
-//! connection opened directly over WebSocket (one task, not two, for what
-//! most clients hold: about a kilobyte less per idle connection).
+//! The driver of each engine.io connection: a task of its own while a
+//! connection is carried by polling, part of the WebSocket's task for a
+//! connection opened directly over WebSocket or upgraded to one (the
+//! polling task hands its driver over, [`Command::HandOver`]): one task,
+//! not two, for what most clients hold, about a kilobyte less per idle
+//! connection.
 //!
 //! It owns the attachments of the connection's sockets (one core session
 //! each) and moves their frames, in order, into the connection's queue; it
@@ -40,6 +42,10 @@ pub enum Command {
     Pong,
     /// The connection closed; clean up and stop.
     Close,
+    /// The connection was upgraded to a WebSocket: the driver's task stops
+    /// and leaves the driver in the connection for the WebSocket's task
+    /// ([`Connection::take_driver`]).
+    HandOver,
 }
 
 /// A socket and its session's downstream.
@@ -56,9 +62,10 @@ pub struct Link {
     pub proven: u64,
 }
 
-/// Runs the connection, opened at `opened`, until it closes: the task of a
-/// connection that polling opened (a WebSocket opened directly runs its
-/// [`Driver`] in its own task instead, see [`crate::websocket`]).
+/// Runs the connection, opened at `opened`, until it closes or is handed
+/// over to a WebSocket: the task of a connection that polling opened (a
+/// WebSocket runs its [`Driver`] in its own task instead, see
+/// [`crate::websocket`]).
 pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
     let mut driver = Driver::new(&inner, opened);
     // One timer for the connection's life, moved to the earliest deadline
@@ -70,6 +77,10 @@ pub async fn run(inner: Arc<Inner>, conn: Arc<Connection>, opened: Instant) {
         let full = conn.queue_full();
         tokio::select! {
             command = conn.next_command() => {
+                if let Command::HandOver = command {
+                    conn.hand_over(driver);
+                    return;
+                }
                 if let Some(link) = driver.command(&inner, &conn, command) {
                     end_socket(&inner, &conn, link, "client namespace disconnect").await;
                 }
@@ -209,7 +220,9 @@ impl Driver {
                     self.next_ping = Instant::now() + inner.config.ping_interval;
                 }
             }
-            Command::Close => {}
+            // Only the polling task's loop acts on a hand-over; a driver
+            // already in a WebSocket's task has nothing to hand over.
+            Command::Close | Command::HandOver => {}
         }
         None
     }

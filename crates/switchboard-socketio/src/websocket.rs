@@ -1,8 +1,9 @@
 //! The WebSocket transport: a connection opened directly over WebSocket,
 //! or the upgrade of a polling connection (`2probe` → `3probe`, the held
 //! poll answered with `noop`, then `5`), after which the WebSocket carries
-//! everything. One task per WebSocket writes the connection's queue and
-//! reads the client's messages.
+//! everything. One task per WebSocket writes the connection's queue, reads
+//! the client's messages and runs the connection's driver (an upgraded
+//! connection's polling task hands its driver over and stops).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
 
 use crate::connection::{CloseReason, Connection, Mode};
-use crate::driver::{end_socket, Driver};
+use crate::driver::{end_socket, Command, Driver};
 use crate::endpoint::{EngineError, Inner};
 use crate::protocol::engine::{self, kind, Incoming as Packet, Outgoing};
 use crate::upstream;
@@ -47,7 +48,18 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
             Ok(upgraded) => match conn {
                 Some(conn) => {
                     let ws = serve(&inner, upgraded);
-                    Box::pin(probe(inner, conn, ws)).await;
+                    // Boxed, and over before the connection runs: the
+                    // task's state keeps no room for the probe.
+                    let Some(mut ws) = Box::pin(probe(&conn, ws)).await else {
+                        return;
+                    };
+                    let Some(mut driver) = Box::pin(handed_over(&conn)).await else {
+                        // The polling task ended first and cleaned up.
+                        let _ = close(&mut ws).await;
+                        return;
+                    };
+                    run_driven(&inner, &conn, ws, &mut driver).await;
+                    driver.finish(&inner, &conn);
                 }
                 None => {
                     let (conn, opened) = Box::pin(inner.register(Mode::WebSocket)).await;
@@ -83,8 +95,9 @@ fn serve(inner: &Inner, upgraded: hyper::upgrade::Upgraded) -> WebSocketStream<T
     tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded))
 }
 
-/// The probe phase of an upgrade; on success the WebSocket takes over.
-async fn probe<S>(inner: Arc<Inner>, conn: Arc<Connection>, mut ws: WebSocketStream<S>)
+/// The probe phase of an upgrade; the WebSocket when it succeeded (the
+/// WebSocket then carries the connection).
+async fn probe<S>(conn: &Connection, mut ws: WebSocketStream<S>) -> Option<WebSocketStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -135,38 +148,36 @@ where
     if !upgraded || conn.closed().is_some() {
         conn.abort_probe();
         let _ = close(&mut ws).await;
-        return;
+        return None;
     }
     conn.set_mode(Mode::WebSocket);
-    // The driver task polling started goes on.
-    run(&inner, &conn, ws).await;
+    Some(ws)
 }
 
-/// Writes the queue and reads the client until the connection closes (the
-/// driver runs in a task of its own).
-async fn run<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// The driver of an upgraded connection, taken over from the polling task
+/// (which stops once it has handed it over); `None` when that task ended
+/// first (the connection closed). Until the driver arrives, the frames wait
+/// in their sessions' outboxes and what the client sends waits in the
+/// socket.
+async fn handed_over(conn: &Connection) -> Option<Driver> {
+    conn.command(Command::HandOver);
     loop {
         let woken = conn.woken();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if !write_queue(conn, &mut ws).await {
-            return;
+        if let Some(driver) = conn.take_driver() {
+            return Some(driver);
         }
-        tokio::select! {
-            () = &mut woken => {}
-            message = ws.next() => if !read_burst(inner, conn, &mut ws, message).await {
-                return;
-            },
+        if conn.closed().is_some() {
+            return None;
         }
+        woken.await;
     }
 }
 
-/// [`run`] for a connection opened directly over WebSocket, which also runs
-/// the connection's `driver`: one task, not two (a task and its state are
-/// about a kilobyte per idle connection). The driver's commands come from
+/// Writes the queue and reads the client until the connection closes, and
+/// runs the connection's `driver` in the same task: one task, not two (a
+/// task and its state are about a kilobyte per idle connection). The driver's commands come from
 /// the messages this task reads, so they are applied right after reading.
 async fn run_driven<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>, driver: &mut Driver)
 where

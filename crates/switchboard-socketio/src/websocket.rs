@@ -45,33 +45,28 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
     let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match conn {
-                Some(conn) => {
-                    let ws = serve(&inner, upgraded);
-                    // Boxed, and over before the connection runs: the
-                    // task's state keeps no room for the probe.
-                    let Some(mut ws) = Box::pin(probe(&conn, ws)).await else {
-                        return;
-                    };
-                    let Some(mut driver) = Box::pin(handed_over(&conn)).await else {
-                        // The polling task ended first and cleaned up.
-                        let _ = close(&mut ws).await;
-                        return;
-                    };
-                    run_driven(&inner, &conn, ws, &mut driver).await;
-                    driver.finish(&inner, &conn);
-                }
-                None => {
-                    let (conn, opened) = Box::pin(inner.register(Mode::WebSocket)).await;
-                    conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
-                    // Made here, after the await above: the task's state
-                    // then keeps one WebSocket, not room for two.
-                    let ws = serve(&inner, upgraded);
-                    let mut driver = Driver::new(&inner, opened);
-                    run_driven(&inner, &conn, ws, &mut driver).await;
-                    driver.finish(&inner, &conn);
-                }
-            },
+            Ok(upgraded) => {
+                // Both ways end in the one call below: the task's state,
+                // kept for the connection's life, has room for one
+                // running connection, not one per way in.
+                let (conn, ws, mut driver) = match conn {
+                    Some(conn) => match Box::pin(take_over(&inner, conn, upgraded)).await {
+                        Some(running) => running,
+                        None => return,
+                    },
+                    None => {
+                        let (conn, opened) = Box::pin(inner.register(Mode::WebSocket)).await;
+                        conn.send([Outgoing::text(kind::OPEN, &inner.handshake(conn.sid(), false))]);
+                        // Made here, after the await above: the task's
+                        // state then keeps one WebSocket, not room for two.
+                        let ws = serve(&inner, upgraded);
+                        let driver = Driver::new(&inner, opened);
+                        (conn, ws, driver)
+                    }
+                };
+                run_driven(&inner, &conn, ws, &mut driver).await;
+                driver.finish(&inner, &conn);
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "socket.io websocket upgrade failed");
                 if let Some(conn) = conn {
@@ -93,6 +88,24 @@ pub fn upgrade(inner: Arc<Inner>, request: http::Request<Incoming>, conn: Option
 fn serve(inner: &Inner, upgraded: hyper::upgrade::Upgraded) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
     let limits = Limits::default().max_payload_len(Some(inner.config.max_payload));
     tokio_websockets::ServerBuilder::new().limits(limits).serve(TokioIo::new(upgraded))
+}
+
+/// A polling connection's upgrade: the probe, then the driver the polling
+/// task hands over. `None` when the upgrade failed or the connection ended
+/// meanwhile.
+async fn take_over(
+    inner: &Inner,
+    conn: Arc<Connection>,
+    upgraded: hyper::upgrade::Upgraded,
+) -> Option<(Arc<Connection>, WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, Driver)> {
+    let ws = serve(inner, upgraded);
+    let mut ws = probe(&conn, ws).await?;
+    let Some(driver) = handed_over(&conn).await else {
+        // The polling task ended first and cleaned up.
+        let _ = close(&mut ws).await;
+        return None;
+    };
+    Some((conn, ws, driver))
 }
 
 /// The probe phase of an upgrade; the WebSocket when it succeeded (the

@@ -120,6 +120,27 @@ describe('engine.io handshake and errors', () => {
   });
 });
 
+/**
+ * Upgrades polling session `sid` of the server on `port` to a WebSocket:
+ * `2probe` → `3probe`, polls until the held one answers `noop` (answering
+ * pings meanwhile), then the caller sends `5`. Returns the WebSocket.
+ */
+async function probeUpgrade(port, sid) {
+  const poll = `http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
+  ws.on('error', () => {});
+  await once(ws, 'open');
+  ws.send('2probe');
+  const [probe] = await once(ws, 'message');
+  assert.equal(probe.toString(), '3probe');
+  for (;;) {
+    const text = await (await fetch(poll)).text();
+    if (text === '6') break;
+    await fetch(poll, { method: 'POST', body: '3' }); // a ping came first: answer it and poll again
+  }
+  return ws;
+}
+
 describe('engine.io heartbeat, close and upgrade', () => {
   it('pings over polling and closes the session when the pong is late', async () => {
     const sid = await rawHandshake();
@@ -151,16 +172,7 @@ describe('engine.io heartbeat, close and upgrade', () => {
 
   it('upgrades a polling session by probe, noop and upgrade', async () => {
     const sid = await rawHandshake();
-    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
-    await once(ws, 'open');
-    ws.send('2probe');
-    const [probe] = await once(ws, 'message');
-    assert.equal(probe.toString(), '3probe');
-    for (;;) {
-      const text = await (await rawGet(sid)).text();
-      if (text === '6') break;
-      await rawPost(sid, '3'); // a ping came first: answer it and poll again
-    }
+    const ws = await probeUpgrade(server.port, sid);
     ws.send('5');
     const packets = [];
     ws.on('message', (data) => {
@@ -242,17 +254,7 @@ connect_timeout = "${TIMED.connect_timeout}ms"
     const base = `http://127.0.0.1:${timed.port}/socket.io/?EIO=4&transport=polling`;
     const open = JSON.parse((await (await fetch(base)).text()).slice(1));
     const poll = `${base}&sid=${open.sid}`;
-    const ws = new WebSocket(`ws://127.0.0.1:${timed.port}/socket.io/?EIO=4&transport=websocket&sid=${open.sid}`);
-    ws.on('error', () => {});
-    await once(ws, 'open');
-    ws.send('2probe');
-    const [probe] = await once(ws, 'message');
-    assert.equal(probe.toString(), '3probe');
-    for (;;) {
-      const text = await (await fetch(poll)).text();
-      if (text === '6') break;
-      await fetch(poll, { method: 'POST', body: '3' });
-    }
+    const ws = await probeUpgrade(timed.port, open.sid);
     let pong = true;
     const log = [];
     const start = Date.now();

@@ -64,11 +64,41 @@ pub async fn poll(conn: &Arc<Connection>) -> Response<Body> {
             return text(engine::encode_payload(&packets));
         }
         if conn.mode() == Mode::Upgrading {
-            // End this poll so the client can finish the upgrade.
+            // End this poll so the client can finish the upgrade; first a
+            // moment for an `upgrade` the client already sent on the
+            // WebSocket (a client that does not wait for this answer): it
+            // is read by another task, and once it is, this poll is
+            // refused like any after the upgrade.
+            if upgrade_settled(conn).await == Mode::WebSocket {
+                return EngineError::BadRequest.response();
+            }
             return text(&b"6"[..]);
         }
         woken.await;
     }
+}
+
+/// How long a poll held when the probe succeeded waits for an `upgrade`
+/// already on its way before it answers `noop`. A client that waits for
+/// the `noop` before it sends `upgrade` (socket.io-client) gets it this
+/// much later, once per connection.
+const UPGRADE_SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The mode once it leaves `Upgrading` or [`UPGRADE_SETTLE`] has passed.
+async fn upgrade_settled(conn: &Connection) -> Mode {
+    let settled = async {
+        loop {
+            let woken = conn.woken();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let mode = conn.mode();
+            if mode != Mode::Upgrading {
+                return mode;
+            }
+            woken.await;
+        }
+    };
+    tokio::time::timeout(UPGRADE_SETTLE, settled).await.unwrap_or(Mode::Upgrading)
 }
 
 /// Answers a POST of packets.

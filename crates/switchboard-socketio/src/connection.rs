@@ -162,14 +162,7 @@ impl Connection {
 
     /// Queues packets for the transport.
     pub fn send(&self, packets: impl IntoIterator<Item = Outgoing>) {
-        {
-            let mut state = self.state.lock();
-            if state.closed.is_some() {
-                return;
-            }
-            state.queue.extend(packets);
-        }
-        self.wake.notify_waiters();
+        self.send_batch(packets.into_iter().collect());
     }
 
     /// Queues a list of packets; an empty queue takes the list as it is
@@ -210,6 +203,20 @@ impl Connection {
     /// Waits until a transport empties the queue.
     pub async fn drained(&self) {
         self.drained.notified().await;
+    }
+
+    /// Waits until `ready` gives a value, checked at every wake-up (a
+    /// mode change, queued packets, a hand-over, the close).
+    pub async fn wait_for<T>(&self, ready: impl Fn(&Self) -> Option<T>) -> T {
+        loop {
+            let woken = self.woken();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(value) = ready(self) {
+                return value;
+            }
+            woken.await;
+        }
     }
 
     /// A future that completes at the next wake-up; create it before

@@ -86,18 +86,7 @@ const UPGRADE_SETTLE: std::time::Duration = std::time::Duration::from_millis(20)
 
 /// The mode once it leaves `Upgrading` or [`UPGRADE_SETTLE`] has passed.
 async fn upgrade_settled(conn: &Connection) -> Mode {
-    let settled = async {
-        loop {
-            let woken = conn.woken();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let mode = conn.mode();
-            if mode != Mode::Upgrading {
-                return mode;
-            }
-            woken.await;
-        }
-    };
+    let settled = conn.wait_for(|conn| Some(conn.mode()).filter(|&mode| mode != Mode::Upgrading));
     tokio::time::timeout(UPGRADE_SETTLE, settled).await.unwrap_or(Mode::Upgrading)
 }
 

@@ -174,24 +174,18 @@ where
 /// socket.
 async fn handed_over(conn: &Connection) -> Option<Driver> {
     conn.command(Command::HandOver);
-    loop {
-        let woken = conn.woken();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        if let Some(driver) = conn.take_driver() {
-            return Some(driver);
-        }
-        if conn.closed().is_some() {
-            return None;
-        }
-        woken.await;
-    }
+    conn.wait_for(|conn| match conn.take_driver() {
+        Some(driver) => Some(Some(driver)),
+        None => conn.closed().map(|_| None),
+    })
+    .await
 }
 
 /// Writes the queue and reads the client until the connection closes, and
 /// runs the connection's `driver` in the same task: one task, not two (a
-/// task and its state are about a kilobyte per idle connection). The driver's commands come from
-/// the messages this task reads, so they are applied right after reading.
+/// task and its state are about a kilobyte per idle connection). The
+/// driver's commands come from the messages this task reads, so they are
+/// applied right after reading.
 async fn run_driven<S>(inner: &Arc<Inner>, conn: &Arc<Connection>, mut ws: WebSocketStream<S>, driver: &mut Driver)
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -537,7 +537,7 @@ impl Core {
 
     /// Publishes to every member of the room, on every node.
     pub fn publish(&self, publication: Publication) {
-        metrics::counter!("switchboard_messages_out_total").increment(1);
+        crate::stats::hot().messages_out.increment(1);
         self.broker.publish(publication);
     }
 

@@ -36,32 +36,71 @@ impl Core {
     /// results) are queued as sequenced frames of the session.
     pub async fn apply(&self, session: &Arc<Session>, frames: Vec<Result<Upstream, FrameError>>) {
         let _in_order = session.applying.lock().await;
+        crate::stats::hot().frames_in.increment(frames.len() as u64);
         for frame in frames {
-            metrics::counter!("switchboard_frames_in_total").increment(1);
-            match frame {
-                Ok(frame) => self.apply_one(session, frame).await,
-                Err(e) => refuse(session, e.cid.as_deref(), (e.code, e.message)),
+            if let Some((frame, cid)) = self.begin(session, frame) {
+                self.apply_one(session, frame, cid).await;
             }
         }
     }
 
-    async fn apply_one(&self, session: &Arc<Session>, frame: Upstream) {
-        match frame {
-            Upstream::Ack { seq } => return session.ack(seq),
-            Upstream::Typing { room } => return self.typing(session, &room),
-            _ => {}
+    /// [`Core::apply`] with no future, when none of the frames waits for
+    /// the store (acks, typing, echoes, publishes and malformed frames: what
+    /// a busy connection sends) and no other apply of the session is under
+    /// way; otherwise the frames come back, untouched, for [`Core::apply`].
+    pub fn apply_now(
+        &self,
+        session: &Arc<Session>,
+        frames: Vec<Result<Upstream, FrameError>>,
+    ) -> Result<(), Vec<Result<Upstream, FrameError>>> {
+        if frames.iter().any(|frame| frame.as_ref().is_ok_and(waits)) {
+            return Err(frames);
         }
+        let Ok(_in_order) = session.applying.try_lock() else {
+            return Err(frames);
+        };
+        crate::stats::hot().frames_in.increment(frames.len() as u64);
+        for frame in frames {
+            if let Some((frame, cid)) = self.begin(session, frame) {
+                self.answer_now(session, frame, cid.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles what needs no answer of its own (acks, typing, malformed
+    /// frames, a retried cid); returns the rest, with its cid.
+    fn begin(&self, session: &Arc<Session>, frame: Result<Upstream, FrameError>) -> Option<(Upstream, Option<String>)> {
+        let frame = match frame {
+            Ok(Upstream::Ack { seq }) => {
+                session.ack(seq);
+                return None;
+            }
+            Ok(Upstream::Typing { room }) => {
+                self.typing(session, &room);
+                return None;
+            }
+            Ok(frame) => frame,
+            Err(e) => {
+                refuse(session, e.cid.as_deref(), (e.code, e.message));
+                return None;
+            }
+        };
         let cid = frame.cid().map(str::to_owned);
         if let Some(cid) = &cid {
             match session.begin_cid(cid) {
                 CidState::New => {}
-                CidState::Pending => return,
+                CidState::Pending => return None,
                 CidState::Done(answer) => {
                     session.push(answer);
-                    return;
+                    return None;
                 }
             }
         }
+        Some((frame, cid))
+    }
+
+    async fn apply_one(&self, session: &Arc<Session>, frame: Upstream, cid: Option<String>) {
         let cid = cid.as_deref();
         let result: Result<Option<Bytes>, Refusal> = match frame {
             Upstream::Join { room, .. } => self.join_checked(session, &room).await.map(|()| None),
@@ -72,18 +111,6 @@ impl Core {
                 }
                 Ok(None)
             }
-            Upstream::Publish { room, data, .. } => {
-                if !session.in_room(&room) {
-                    Err((codes::FORBIDDEN, format!("join room {room:?} before publishing to it")))
-                } else if !session.allow(Rate::Messages) {
-                    Err((codes::RATE_LIMITED, "too many messages; slow down".into()))
-                } else {
-                    // The answer comes from the store's callback.
-                    self.store_and_publish(session, room, data, cid);
-                    return;
-                }
-            }
-            Upstream::Echo { data, .. } => Ok(Some(frame::echo_body(cid, &data))),
             Upstream::Read { room, id, .. } => self.read(session, &room, id).await.map(|()| None),
             Upstream::History { room, mut before, after, limit, .. } => {
                 if before.is_none() && after.is_none() {
@@ -105,25 +132,28 @@ impl Core {
                 Ok(rooms) => Ok(Some(frame::rooms_body(cid, &rooms))),
                 Err(e) => Err(store_refusal(&e)),
             },
-            Upstream::Ack { .. } | Upstream::Typing { .. } => unreachable!("handled above"),
+            frame => return self.answer_now(session, frame, cid),
         };
-        match result {
-            Ok(answer) => {
-                let answer = answer.or_else(|| cid.map(|c| frame::ack_body(c, None)));
-                if let Some(answer) = answer {
-                    if let Some(cid) = cid {
-                        session.finish_cid(cid, answer.clone());
-                    }
-                    session.push(answer);
+        conclude(session, cid, result);
+    }
+
+    /// Answers a frame that does not wait (see [`waits`]).
+    fn answer_now(&self, session: &Arc<Session>, frame: Upstream, cid: Option<&str>) {
+        let result = match frame {
+            Upstream::Publish { room, data, .. } => {
+                if !session.in_room(&room) {
+                    Err((codes::FORBIDDEN, format!("join room {room:?} before publishing to it")))
+                } else if !session.allow(Rate::Messages) {
+                    Err((codes::RATE_LIMITED, "too many messages; slow down".into()))
+                } else {
+                    // The answer comes from the store's callback.
+                    return self.store_and_publish(session, room, data, cid);
                 }
             }
-            Err(refusal) => {
-                if let Some(cid) = cid {
-                    session.forget_cid(cid);
-                }
-                refuse(session, cid, refusal);
-            }
-        }
+            Upstream::Echo { data, .. } => Ok(Some(frame::echo_body(cid, &data))),
+            _ => unreachable!("acks and typing are settled by begin, frames that wait by apply_one"),
+        };
+        conclude(session, cid, result);
     }
 
     /// Joins after checking the user may: the token's room claim, DM
@@ -276,8 +306,9 @@ impl Core {
             Box::new(move |result| {
                 metrics::histogram!("switchboard_store_append_seconds").record(started.elapsed().as_secs_f64());
                 if let Ok(Appended { message, fresh: true }) = &result {
-                    metrics::counter!("switchboard_messages_in_total").increment(1);
-                    metrics::counter!("switchboard_messages_out_total").increment(1);
+                    let hot = crate::stats::hot();
+                    hot.messages_in.increment(1);
+                    hot.messages_out.increment(1);
                     broker.publish(Publication::stored(message, &from));
                 }
                 done(result);
@@ -309,6 +340,41 @@ impl Core {
             let _ = tx.send(result.map(|a| a.message));
         });
         rx.await.map_err(|_| StoreError("the store dropped the request".into()))?
+    }
+}
+
+/// Whether answering `frame` waits for the store.
+fn waits(frame: &Upstream) -> bool {
+    matches!(
+        frame,
+        Upstream::Join { .. }
+            | Upstream::Leave { .. }
+            | Upstream::Read { .. }
+            | Upstream::History { .. }
+            | Upstream::Who { .. }
+            | Upstream::Rooms { .. }
+    )
+}
+
+/// Queues a frame's answer (an ack when it has a cid and no answer of its
+/// own) or its refusal, and settles its cid.
+fn conclude(session: &Session, cid: Option<&str>, result: Result<Option<Bytes>, Refusal>) {
+    match result {
+        Ok(answer) => {
+            let answer = answer.or_else(|| cid.map(|c| frame::ack_body(c, None)));
+            if let Some(answer) = answer {
+                if let Some(cid) = cid {
+                    session.finish_cid(cid, answer.clone());
+                }
+                session.push(answer);
+            }
+        }
+        Err(refusal) => {
+            if let Some(cid) = cid {
+                session.forget_cid(cid);
+            }
+            refuse(session, cid, refusal);
+        }
     }
 }
 

@@ -239,7 +239,12 @@ struct BodyWriter(Vec<u8>);
 
 impl BodyWriter {
     fn new(kind: &str) -> Self {
-        let mut out = Vec::with_capacity(64);
+        Self::sized(kind, 48)
+    }
+    /// With room for `more` bytes after the type (a body that outgrows
+    /// its room is copied into a larger one).
+    fn sized(kind: &str, more: usize) -> Self {
+        let mut out = Vec::with_capacity(kind.len() + 10 + more);
         out.extend_from_slice(b"\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.push(b'"');
@@ -419,7 +424,8 @@ pub fn rooms_body(cid: Option<&str>, rooms: &[RoomSummary]) -> Bytes {
 
 /// Body of an `echo` answer.
 pub fn echo_body(cid: Option<&str>, data: &RawValue) -> Bytes {
-    let mut w = BodyWriter::new("echo");
+    // `,"cid":"…"`, `,"data":…` and the closing brace.
+    let mut w = BodyWriter::sized("echo", cid.map_or(0, |c| c.len() + 10) + data.get().len() + 9);
     if let Some(cid) = cid {
         w.string("cid", cid);
     }

@@ -15,48 +15,56 @@
 pub fn push_safe(out: &mut Vec<u8>, json: &str) {
     let bytes = json.as_bytes();
     let mut in_string = false;
-    let mut escaped = false;
     let mut i = 0;
     out.reserve(bytes.len());
     while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                _ if escaped => {
-                    escaped = false;
-                    out.push(b);
-                }
-                b'\\' => {
-                    escaped = true;
-                    out.push(b);
-                }
-                b'"' => {
-                    in_string = false;
-                    out.push(b);
-                }
-                b'<' => out.extend_from_slice(br"\u003c"),
-                b'>' => out.extend_from_slice(br"\u003e"),
-                b'&' => out.extend_from_slice(br"\u0026"),
-                0xE2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8) | Some(0xA9)) => {
-                    let escape: &[u8] = if bytes[i + 2] == 0xA8 { br"\u2028" } else { br"\u2029" };
-                    out.extend_from_slice(escape);
-                    i += 2;
-                }
-                _ => out.push(b),
+        // The bytes between two that need a look are copied in one go.
+        let run = bytes[i..].iter().position(|&b| LOOK[usize::from(b)]).unwrap_or(bytes.len() - i);
+        out.extend_from_slice(&bytes[i..i + run]);
+        i += run;
+        let Some(&b) = bytes.get(i) else { break };
+        match b {
+            b'"' => {
+                in_string = !in_string;
+                out.push(b);
             }
-        } else {
-            match b {
-                b' ' | b'\n' | b'\r' | b'\t' => {}
-                b'"' => {
-                    in_string = true;
-                    out.push(b);
+            b'\\' => {
+                // An escape: it and the byte it escapes, as they are.
+                out.push(b);
+                if let Some(&escaped) = bytes.get(i + 1) {
+                    out.push(escaped);
+                    i += 1;
                 }
-                _ => out.push(b),
             }
+            b' ' | b'\n' | b'\r' | b'\t' if !in_string => {}
+            b'<' if in_string => out.extend_from_slice(br"\u003c"),
+            b'>' if in_string => out.extend_from_slice(br"\u003e"),
+            b'&' if in_string => out.extend_from_slice(br"\u0026"),
+            0xE2 if in_string && bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9)) => {
+                let escape: &[u8] = if bytes[i + 2] == 0xA8 { br"\u2028" } else { br"\u2029" };
+                out.extend_from_slice(escape);
+                i += 2;
+            }
+            _ => out.push(b),
         }
         i += 1;
     }
 }
+
+/// The bytes [`push_safe`] must look at: quotes and backslashes (where
+/// strings begin and end), whitespace (dropped outside strings), and what
+/// it escapes inside strings (`<`, `>`, `&`, and 0xE2, the first byte of
+/// U+2028 and U+2029).
+const LOOK: [bool; 256] = {
+    let mut look = [false; 256];
+    let bytes = b"\"\\ \n\r\t<>&\xE2";
+    let mut i = 0;
+    while i < bytes.len() {
+        look[bytes[i] as usize] = true;
+        i += 1;
+    }
+    look
+};
 
 /// Appends `text` as a safe JSON string literal (quotes included).
 pub fn push_string(out: &mut Vec<u8>, text: &str) {

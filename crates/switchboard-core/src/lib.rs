@@ -50,6 +50,7 @@ mod core;
 mod dispatch;
 #[cfg(test)]
 mod proptests;
+mod stats;
 
 pub use crate::core::{
     AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM,

@@ -13,12 +13,6 @@ use bytes::Bytes;
 
 use crate::frame::Downstream;
 
-/// `switchboard_delivery_seconds` (time from a frame's queueing to its
-/// read by a transport), looked up once per batch.
-fn delivery_histogram() -> metrics::Histogram {
-    metrics::histogram!("switchboard_delivery_seconds")
-}
-
 /// What a reader positioned at some seq gets next.
 #[derive(Debug)]
 pub struct Batch {
@@ -101,10 +95,10 @@ impl Outbox {
         let gap = (start < first_held).then(|| (start, first_held - 1));
         let from = start.max(first_held);
         let skip = (from - first_held) as usize;
-        // One clock read and one metrics lookup per batch, not per frame:
-        // in a fan-out both are paid once per member per publish.
+        // One clock read per batch, not per frame: in a fan-out it is paid
+        // once per member per publish.
         let now = Instant::now();
-        let delivery = delivery_histogram();
+        let delivery = &crate::stats::hot().delivery;
         let frames = self
             .frames
             .iter()

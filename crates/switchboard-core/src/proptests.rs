@@ -175,6 +175,10 @@ proptest! {
             prop_assert!(!text.contains(bad), "raw {bad:?} in {text:?}");
         }
         let back: Value = serde_json::from_str(&text).expect("still JSON");
-        prop_assert_eq!(back, value);
+        prop_assert_eq!(&back, &value);
+        // Whitespace between tokens goes; the same bytes come out.
+        let mut from_pretty = Vec::new();
+        push_safe(&mut from_pretty, &serde_json::to_string_pretty(&value).expect("a Value serialises"));
+        prop_assert_eq!(String::from_utf8(from_pretty).expect("UTF-8 in, UTF-8 out"), text);
     }
 }

@@ -227,8 +227,12 @@ async fn upstream<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match frame::parse_batch(text, config.max_batch, config.max_frame_bytes) {
-        // Boxed: applying is short and rare next to the idle wait.
-        Ok(frames) => Box::pin(core.apply(attachment.session(), frames)).await,
+        Ok(frames) => {
+            if let Err(frames) = core.apply_now(attachment.session(), frames) {
+                // Boxed: waiting for the store is rare next to the idle wait.
+                Box::pin(core.apply(attachment.session(), frames)).await;
+            }
+        }
         Err(e) => {
             codes::count_error(e.code);
             let _ = send_frames(ws, &[frame::attachment_error(e.code, &e.message)]).await;

@@ -18,7 +18,6 @@ pub mod auth;
 pub mod config;
 mod server;
 mod statics;
-mod trim;
 
 use std::sync::{Arc, OnceLock};
 

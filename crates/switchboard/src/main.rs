@@ -8,6 +8,15 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use switchboard::{Config, Server};
 
+/// jemalloc, not the system's allocator: measured here it keeps less per
+/// idle connection (3.1 against glibc's 3.4 KB for a WebSocket, 4.5 against
+/// 5.1 KB for SSE) and spends about a tenth less CPU per echoed message;
+/// glibc's also kept what ended connections freed until trimmed by hand
+/// (README, design notes).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "A real-time messaging server for the web")]
 struct Cli {

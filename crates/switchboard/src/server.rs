@@ -38,9 +38,6 @@ fn spawn_metrics_upkeep(metrics: PrometheusHandle) -> JoinHandle<()> {
     })
 }
 
-/// How often the memory trimmer looks at the session count.
-const TRIM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
@@ -82,7 +79,6 @@ impl Server {
             }
         };
         let reaper = app.core.spawn_reaper();
-        let trimmer = crate::trim::spawn(Arc::clone(&app.core), TRIM_CHECK_EVERY);
         let metrics_upkeep = spawn_metrics_upkeep(app.metrics.clone());
         let sockjs_sweeper = app.sockjs.as_ref().map(SockJs::spawn_sweeper);
         let handler = {
@@ -108,7 +104,6 @@ impl Server {
         };
         switchboard_transports::server::serve(self.listener, handler, shutdown, limits).await;
         reaper.abort();
-        trimmer.abort();
         metrics_upkeep.abort();
         if let Some(sweeper) = sockjs_sweeper {
             sweeper.abort();
@@ -149,6 +144,9 @@ struct App {
 
 impl App {
     async fn new(config: &Config, advertise: std::net::SocketAddr) -> anyhow::Result<Self> {
+        // The recorder first: the core takes its per-message metric handles
+        // from it at their first use.
+        let metrics = crate::metrics_handle();
         let mut broker: Option<switchboard_core::BrokerFactory> = None;
         let store: Arc<dyn Store> = match (config.broker, config.store) {
             (BrokerKind::Redis, _) => {
@@ -205,7 +203,7 @@ impl App {
             static_dir: config.static_dir.clone(),
             api_key: config.api_key.clone(),
             allowed_origins: config.allowed_origins.clone(),
-            metrics: crate::metrics_handle(),
+            metrics,
         })
     }
 

@@ -27,6 +27,8 @@
 //! - [`broker`]: fan-out across nodes behind a narrow trait; the local
 //!   broker hands publications straight to the hub.
 //! - [`codes`]: the documented error and close codes.
+//! - [`stats`]: the metrics counted per message or per frame, kept cheap
+//!   (the delivery histogram, rendered by [`stats::render_delivery`]).
 //!
 //! Nothing here knows HTTP: transports call [`Core::attach`],
 //! [`Core::handle_upstream`] and the [`session::Attachment`] API.
@@ -44,13 +46,13 @@ pub mod publication;
 pub mod registry;
 pub mod retention;
 pub mod session;
+pub mod stats;
 pub mod store;
 
 mod core;
 mod dispatch;
 #[cfg(test)]
 mod proptests;
-mod stats;
 
 pub use crate::core::{
     AttachError, Attached, BrokerFactory, Core, CoreOptions, UpstreamError, OFFLINE_REPLAY_PER_ROOM,

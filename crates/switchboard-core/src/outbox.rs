@@ -98,14 +98,14 @@ impl Outbox {
         // One clock read per batch, not per frame: in a fan-out it is paid
         // once per member per publish.
         let now = Instant::now();
-        let delivery = &crate::stats::hot().delivery;
+        let mut delivery = crate::stats::DeliveryBatch::default();
         let frames = self
             .frames
             .iter()
             .skip(skip)
             .take(max)
             .map(|(seq, body, queued)| {
-                delivery.record(now.saturating_duration_since(*queued).as_secs_f64());
+                delivery.add(now.saturating_duration_since(*queued));
                 Downstream::Sequenced { seq: *seq, body: body.clone() }
             })
             .collect();

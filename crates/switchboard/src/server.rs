@@ -246,7 +246,9 @@ impl App {
             "/healthz" => response::complete(StatusCode::OK, "text/plain", "ok"),
             "/metrics" => {
                 crate::record_gauges(&self.core);
-                response::complete(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+                let mut text = self.metrics.render();
+                switchboard_core::stats::render_delivery(&mut text);
+                response::complete(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
             _ => Box::pin(statics::serve(self.static_dir.as_deref(), path)).await,
         }

@@ -47,35 +47,31 @@ pub(crate) fn hot() -> &'static Hot {
 pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 /// The same bounds in nanoseconds.
-const BOUNDS_NANOS: [u64; 12] = [
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    1_000_000_000,
-];
+const BOUNDS_NANOS: [u64; BUCKETS.len()] = {
+    let mut nanos = [0; BUCKETS.len()];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        nanos[i] = (BUCKETS[i] * 1e9 + 0.5) as u64; // rounded
+        i += 1;
+    }
+    nanos
+};
 
 /// Samples per bucket (the last one: above every bound), not cumulative;
 /// the sum of the delays in nanoseconds.
 struct Delivery {
-    buckets: [AtomicU64; 13],
+    buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
-static DELIVERY: Delivery = Delivery { buckets: [const { AtomicU64::new(0) }; 13], sum_nanos: AtomicU64::new(0) };
+static DELIVERY: Delivery =
+    Delivery { buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1], sum_nanos: AtomicU64::new(0) };
 
 /// The delays of one batch, counted on the stack; added to the process's
 /// histogram when dropped.
 #[derive(Default)]
 pub(crate) struct DeliveryBatch {
-    buckets: [u32; 13],
+    buckets: [u32; BUCKETS.len() + 1],
     sum_nanos: u64,
 }
 

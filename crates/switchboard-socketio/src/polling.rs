@@ -55,8 +55,9 @@ pub async fn poll(conn: &Arc<Connection>) -> Response<Body> {
         }
         if conn.mode() == Mode::WebSocket {
             // Upgraded, before this poll or while it was held: everything
-            // goes over the WebSocket now. (A client that upgrades waits
-            // for its held poll's `noop` before it sends `upgrade`.)
+            // goes over the WebSocket now. (socket.io-client waits for its
+            // held poll's `noop` before it sends `upgrade`; a client that
+            // does not is met below.)
             return EngineError::BadRequest.response();
         }
         let packets = conn.take_queue();

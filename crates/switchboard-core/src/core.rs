@@ -459,11 +459,29 @@ impl Core {
     /// is the user's first session there. No permission check: callers
     /// check first.
     pub fn join(&self, session: &Arc<Session>, room: &str) {
-        if session.add_room(room) && self.hub.join(room, session) {
+        if !session.add_room(room) {
+            return;
+        }
+        let arrived = self.hub.join(room, session);
+        if self.left_if_ended(session, room) {
+            return;
+        }
+        if arrived {
             let identity = session.identity();
             self.broker.presence_changed(room, &identity.user, &identity.name, true);
             self.announce(session, room, Kind::PresenceJoin);
         }
+    }
+
+    /// A session that ended while it was joining `room` (after it noted the
+    /// room, before the hub had it, so the end's leaving missed it) leaves
+    /// the hub again: rooms hold their members strongly.
+    fn left_if_ended(&self, session: &Arc<Session>, room: &str) -> bool {
+        if !session.is_ended() {
+            return false;
+        }
+        self.hub.leave(room, session.id(), &session.identity().user);
+        true
     }
 
     /// Adds a session to a room without presence announcements: for a
@@ -472,6 +490,7 @@ impl Core {
     pub fn join_quiet(&self, session: &Arc<Session>, room: &str) {
         if session.add_room(room) {
             self.hub.join_as(room, session, false);
+            self.left_if_ended(session, room);
         }
     }
 

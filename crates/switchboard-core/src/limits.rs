@@ -30,6 +30,12 @@ pub struct SessionLimits {
     /// n deliveries per arrival, n² as the room fills. Presence is still
     /// tracked and answered by `who`.
     pub presence_events_max_members: usize,
+    /// While a connection is busy (a frame comes less than a quarter of
+    /// this after its previous write), its next write waits until this long
+    /// after the previous one, so that the frames arriving meanwhile share
+    /// it: a connection receiving more than 4 frames per window writes at
+    /// most once per window. Zero: every batch is written when ready.
+    pub write_window: Duration,
 }
 
 impl Default for SessionLimits {
@@ -46,6 +52,7 @@ impl Default for SessionLimits {
             max_sessions: 100_000,
             max_rooms: 100,
             presence_events_max_members: 1000,
+            write_window: Duration::from_millis(20),
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct Config {
     /// Rooms with more members than this announce no presence join/leave
     /// events (`who` still answers).
     pub presence_events_max_members: usize,
+    /// A connection receiving frames less than a quarter of this apart
+    /// writes at most once per window, several frames each; `0s`: never
+    /// paced.
+    #[serde(with = "humantime_serde")]
+    pub write_window: Duration,
     /// Folder served at `/` instead of the built-in demo chat.
     pub static_dir: Option<PathBuf>,
     /// Log filter (`tracing` env-filter syntax), e.g. `info,switchboard=debug`.
@@ -194,6 +199,7 @@ impl Default for Config {
             max_sessions: session.max_sessions,
             max_rooms_per_session: session.max_rooms,
             presence_events_max_members: session.presence_events_max_members,
+            write_window: session.write_window,
             static_dir: None,
             log: "info".into(),
             data_dir: PathBuf::from("data"),
@@ -235,6 +241,7 @@ impl Config {
             max_sessions: self.max_sessions,
             max_rooms: self.max_rooms_per_session,
             presence_events_max_members: self.presence_events_max_members,
+            write_window: self.write_window,
             ..SessionLimits::default()
         }
     }

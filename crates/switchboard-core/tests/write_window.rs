@@ -1,0 +1,114 @@
+//! The write window: a busy attachment (frames coming less than a quarter
+//! window after its previous batch) lets frames gather until a window
+//! after it (one write for several frames); a frame coming later goes out
+//! at once; the pacing never loses, repeats or reorders a frame.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchboard_core::frame::Downstream;
+use switchboard_core::identity::Credentials;
+use switchboard_core::session::Attachment;
+use switchboard_core::{Core, CoreOptions, SessionLimits};
+
+const WINDOW: Duration = Duration::from_millis(600);
+
+async fn attached(window: Duration) -> (Arc<Core>, Attachment) {
+    let limits = SessionLimits { write_window: window, ..SessionLimits::default() };
+    let core = Core::with_options(CoreOptions { limits, ..CoreOptions::default() });
+    let creds = Credentials { name: Some("reader".into()), token: None };
+    let attachment = core.attach(None, 0, &creds).await.unwrap().attachment;
+    (core, attachment)
+}
+
+fn push(attachment: &Attachment, text: &str) -> u64 {
+    attachment.session().push(Bytes::from(format!("{{\"type\":\"t\",\"n\":\"{text}\"}}"))).unwrap()
+}
+
+fn seqs(batch: &[Downstream]) -> Vec<u64> {
+    batch.iter().filter_map(Downstream::seq).collect()
+}
+
+/// Takes whatever the welcome left, so the next batch starts the test.
+async fn drained(attachment: &mut Attachment) {
+    while let Some(Ok(_)) = attachment.try_batch(1000) {}
+}
+
+#[tokio::test]
+async fn frames_arriving_within_the_window_share_one_batch() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    let first = push(&reader, "a");
+    let started = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![first], "the first frame goes at once");
+    assert!(started.elapsed() < WINDOW / 2, "not paced: nothing was written before it");
+
+    let second = push(&reader, "b");
+    let pusher = {
+        let session = reader.session().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(WINDOW / 3).await;
+            session.push(Bytes::from_static(b"{\"type\":\"t\",\"n\":\"c\"}")).unwrap()
+        })
+    };
+    let batch = reader.next_batch(64).await.unwrap();
+    let third = pusher.await.unwrap();
+    assert_eq!(seqs(&batch), vec![second, third], "the frame that came during the window joined the batch");
+    assert!(started.elapsed() >= WINDOW, "the batch waited for the window's end: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_frame_more_than_a_quarter_window_after_the_last_batch_goes_at_once() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+    tokio::time::sleep(WINDOW / 2).await;
+
+    let late = push(&reader, "b");
+    let asked = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![late]);
+    assert!(asked.elapsed() < WINDOW / 4, "a connection this slow is not paced: {:?}", asked.elapsed());
+}
+
+#[tokio::test]
+async fn a_full_batch_is_not_held_back() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+
+    let expected: Vec<u64> = (0..4).map(|i| push(&reader, &i.to_string())).collect();
+    let asked = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(4).await.unwrap()), expected, "as many frames as one write takes");
+    assert!(asked.elapsed() < WINDOW / 2, "a full batch goes at once: {:?}", asked.elapsed());
+}
+
+#[tokio::test]
+async fn no_window_writes_every_batch_when_ready() {
+    let (_core, mut reader) = attached(Duration::ZERO).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+    let next = push(&reader, "b");
+    let asked = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![next]);
+    assert!(asked.elapsed() < WINDOW / 2, "{:?}", asked.elapsed());
+}
+
+#[tokio::test]
+async fn a_wait_given_up_midway_loses_nothing() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+
+    let mut expected = vec![push(&reader, "b")];
+    // A transport's select drops the wait when the client's message comes
+    // first; the frames stay for the next call.
+    let given_up = tokio::time::timeout(WINDOW / 3, reader.next_batch(64)).await;
+    assert!(given_up.is_err(), "still inside the window");
+    expected.push(push(&reader, "c"));
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), expected);
+}

@@ -26,7 +26,7 @@ pub const OFFLINE_REPLAY_PER_ROOM: usize = 500;
 /// Sessions, rooms and the durable store of one node.
 #[derive(Debug)]
 pub struct Core {
-    pub(crate) limits: SessionLimits,
+    pub(crate) limits: Arc<SessionLimits>,
     shutting_down: AtomicBool,
     pub(crate) registry: Registry,
     pub(crate) hub: Arc<Hub>,
@@ -174,7 +174,7 @@ impl Core {
             None => Arc::new(LocalBroker::new(Arc::clone(&hub))),
         };
         let core = Arc::new(Self {
-            limits: options.limits,
+            limits: Arc::new(options.limits),
             shutting_down: AtomicBool::new(false),
             registry: Registry::default(),
             hub,

@@ -213,7 +213,7 @@ mod tests {
 
     fn session(user: &str) -> Arc<Session> {
         let identity = Identity { user: user.into(), name: user.into(), rooms: None };
-        Session::new(&SessionLimits::default(), identity, Arc::new(NativeEncoder))
+        Session::new(&Arc::new(SessionLimits::default()), identity, Arc::new(NativeEncoder))
     }
 
     fn publish(hub: &Hub, room: &str) -> usize {

@@ -112,6 +112,13 @@ impl Outbox {
         Batch { gap, frames }
     }
 
+    /// When the first frame a reader at `next` would read was queued.
+    pub fn queued_at(&self, next: u64) -> Option<Instant> {
+        let first_held = self.frames.front()?.0;
+        let index = next.saturating_sub(first_held) as usize;
+        self.frames.get(index).map(|(_, _, queued)| *queued)
+    }
+
     /// Whether a reader at `next` has something to read (frames or a gap).
     pub fn has_from(&self, next: u64) -> bool {
         next < self.next_seq

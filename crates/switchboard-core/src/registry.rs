@@ -22,7 +22,7 @@ pub struct Registry {
 
 impl Registry {
     /// A new session, registered.
-    pub fn create(&self, limits: &SessionLimits, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Session> {
+    pub fn create(&self, limits: &Arc<SessionLimits>, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Session> {
         let session = Session::new(limits, identity, encoder);
         self.sessions.write().insert(session.id(), Arc::clone(&session));
         *self.users.lock().entry(session.identity().user.clone()).or_insert(0) += 1;

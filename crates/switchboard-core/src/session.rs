@@ -35,9 +35,9 @@ pub struct Session {
     state: Mutex<State>,
     /// Woken whenever something an attachment waits for changes.
     wake: Notify,
-    /// How long a busy attachment lets frames gather between two batches
-    /// ([`SessionLimits::write_window`]).
-    write_window: Duration,
+    /// The node's limits, shared by every session (rates, write window):
+    /// one pointer instead of a copy of each in every session.
+    limits: Arc<SessionLimits>,
 }
 
 #[derive(Debug)]
@@ -57,6 +57,10 @@ struct State {
     /// 100 bytes more per session than a list sized to what it holds.
     rooms: Vec<String>,
     buckets: [TokenBucket; 3],
+    /// When the reader last took a batch (`None`: not yet): the write
+    /// window's start ([`Attachment::next_batch`]). Kept here, not in the
+    /// attachment, so a connection's task keeps no clock of its own.
+    last_batch: Option<Instant>,
     /// While the offline replay of a new session is being assembled, live
     /// room publications are held here: (room, message id, body).
     held: Option<Vec<(String, u64, Bytes)>>,
@@ -130,8 +134,8 @@ impl EndReason {
 }
 
 impl Session {
-    pub(crate) fn new(limits: &SessionLimits, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Self> {
-        let bucket = |(rate, burst): (f64, f64)| TokenBucket::new(rate, burst);
+    pub(crate) fn new(limits: &Arc<SessionLimits>, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Self> {
+        let bucket = |(_, burst): (f64, f64)| TokenBucket::new(burst);
         Arc::new(Self {
             applying: tokio::sync::Mutex::new(()),
             id: SessionId::random(),
@@ -149,11 +153,12 @@ impl Session {
                 cids: CidWindow::new(limits.cid_window, limits.grace + CID_RETRY_MARGIN),
                 rooms: Vec::new(),
                 buckets: [bucket(limits.rate_messages), bucket(limits.rate_typing), bucket(limits.rate_joins)],
+                last_batch: None,
                 held: None,
                 reader_waiting: false,
             }),
             wake: Notify::new(),
-            write_window: limits.write_window,
+            limits: Arc::clone(limits),
         })
     }
 
@@ -174,7 +179,12 @@ impl Session {
 
     /// Takes one token of `rate`; false when over the limit.
     pub fn allow(&self, rate: Rate) -> bool {
-        self.state.lock().buckets[rate as usize].take(Instant::now())
+        let limit = match rate {
+            Rate::Messages => self.limits.rate_messages,
+            Rate::Typing => self.limits.rate_typing,
+            Rate::Joins => self.limits.rate_joins,
+        };
+        self.state.lock().buckets[rate as usize].take(Instant::now(), limit)
     }
 
     /// How many rooms this session is in.
@@ -276,11 +286,7 @@ impl Session {
             state.outbox.ack(last);
             state.generation += 1;
             state.attached = true;
-            Attachment {
-                session: Arc::clone(self),
-                generation: state.generation,
-                cursor: Cursor { next: state.outbox.start_after(last), last_batch: None },
-            }
+            Attachment { session: Arc::clone(self), generation: state.generation, next: state.outbox.start_after(last) }
         };
         self.wake.notify_waiters();
         Ok(attachment)
@@ -394,7 +400,8 @@ impl State {
 pub struct Attachment {
     session: Arc<Session>,
     generation: u64,
-    cursor: Cursor,
+    /// Next seq to hand out.
+    next: u64,
 }
 
 impl Attachment {
@@ -422,35 +429,34 @@ impl Attachment {
             // on the count that every fan-out to this session reads too.
             let mut woken = pin!(self.session.wake.notified());
             woken.as_mut().enable();
-            match take(&self.session, self.generation, &mut self.cursor, max, true) {
+            // The timer is boxed, and nothing but a pointer to it outlives
+            // this statement: an idle connection's wait keeps room for
+            // neither the timer (about 100 bytes) nor what `take` returned.
+            let paced = match take(&self.session, self.generation, &mut self.next, max, true) {
                 Take::Ready(result) => return result,
-                Take::Until(due) => tokio::time::sleep_until(due.into()).await,
-                Take::Nothing => woken.await,
+                Take::Until(due) => Some(Box::pin(tokio::time::sleep_until(due.into()))),
+                Take::Nothing => None,
+            };
+            match paced {
+                Some(sleep) => sleep.await,
+                None => woken.await,
             }
         }
     }
 
     /// What is ready now: `None` when nothing is. Not paced.
     pub fn try_batch(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
-        match take(&self.session, self.generation, &mut self.cursor, max, false) {
+        match take(&self.session, self.generation, &mut self.next, max, false) {
             Take::Ready(result) => Some(result),
             Take::Until(_) | Take::Nothing => None,
         }
     }
 }
 
-/// Where an attachment's reader stands.
-#[derive(Debug)]
-struct Cursor {
-    /// Next seq to hand out.
-    next: u64,
-    /// When the last batch was handed out (`None`: not yet).
-    last_batch: Option<Instant>,
-}
-
-/// Takes the next batch of `session` for the reader at `cursor`, or says
-/// why not (see [`Attachment::next_batch`] for `paced`).
-fn take(session: &Session, generation: u64, cursor: &mut Cursor, max: usize, paced: bool) -> Take {
+/// Takes the next batch of `session` for the reader of `generation` at
+/// `next` (moved past what it takes), or says why not (see
+/// [`Attachment::next_batch`] for `paced`).
+fn take(session: &Session, generation: u64, next: &mut u64, max: usize, paced: bool) -> Take {
     let mut state = session.state.lock();
     if state.kicked {
         return Take::Ready(Err(EndReason::Kicked));
@@ -464,7 +470,7 @@ fn take(session: &Session, generation: u64, cursor: &mut Cursor, max: usize, pac
     if state.ended {
         return Take::Ready(Err(EndReason::SessionEnded));
     }
-    if !state.outbox.has_from(cursor.next) {
+    if !state.outbox.has_from(*next) {
         // The reader may wait now: the next frame must wake it (set
         // under the lock the pushes take, so none slips in between).
         state.reader_waiting = true;
@@ -472,24 +478,25 @@ fn take(session: &Session, generation: u64, cursor: &mut Cursor, max: usize, pac
     }
     let now = Instant::now();
     if paced {
-        let window = session.write_window;
-        let busy = cursor.last_batch.filter(|last| now < *last + window / 4);
-        let waiting = state.outbox.next_seq().saturating_sub(cursor.next);
-        if let Some(last) = busy.filter(|_| waiting < max as u64) {
+        let window = session.limits.write_window;
+        let busy = state.last_batch.filter(|last| now < *last + window / 4);
+        let behind = state.outbox.queued_at(*next).is_some_and(|queued| now >= queued + window / 16);
+        let waiting = state.outbox.next_seq().saturating_sub(*next);
+        if let Some(last) = busy.filter(|_| behind && waiting < max as u64) {
             return Take::Until(last + window);
         }
     }
-    cursor.last_batch = Some(now);
-    let batch = state.outbox.read_from(cursor.next, max);
+    state.last_batch = Some(now);
+    let batch = state.outbox.read_from(*next, max);
     drop(state);
     let mut frames = Vec::with_capacity(batch.frames.len() + 1);
     if let Some((from, to)) = batch.gap {
         metrics::counter!("switchboard_gaps_total").increment(1);
         frames.push(frame::gap(from, to));
-        cursor.next = to + 1;
+        *next = to + 1;
     }
     if let Some(last) = batch.frames.last().and_then(Downstream::seq) {
-        cursor.next = last + 1;
+        *next = last + 1;
     }
     frames.extend(batch.frames);
     Take::Ready(Ok(frames))
@@ -628,24 +635,23 @@ mod cid_window_tests {
     }
 }
 
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+/// A token bucket: `rate` tokens a second, at most `burst` saved up. The
+/// rate and burst are the node's ([`SessionLimits`]), passed in.
 #[derive(Debug)]
 struct TokenBucket {
-    rate: f64,
-    burst: f64,
     tokens: f64,
     at: Instant,
 }
 
 impl TokenBucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        Self { rate, burst, tokens: burst, at: Instant::now() }
+    fn new(burst: f64) -> Self {
+        Self { tokens: burst, at: Instant::now() }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    fn take(&mut self, now: Instant, (rate, burst): (f64, f64)) -> bool {
         let elapsed = now.duration_since(self.at).as_secs_f64();
         self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

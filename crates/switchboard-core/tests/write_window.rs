@@ -1,7 +1,9 @@
-//! The write window: a busy attachment (frames coming less than a quarter
-//! window after its previous batch) lets frames gather until a window
-//! after it (one write for several frames); a frame coming later goes out
-//! at once; the pacing never loses, repeats or reorders a frame.
+//! The write window: a busy attachment that is behind (frames coming less
+//! than a quarter window after its previous batch, and waiting for the
+//! reader at least a sixteenth of it) lets frames gather until a window
+//! after the previous batch (one write for several frames); a frame coming
+//! later, or taken as soon as it came, goes out at once; the pacing never
+//! loses, repeats or reorders a frame.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ async fn frames_arriving_within_the_window_share_one_batch() {
     assert!(started.elapsed() < WINDOW / 2, "not paced: nothing was written before it");
 
     let second = push(&reader, "b");
+    // The reader comes late for it (a node that is behind).
+    tokio::time::sleep(WINDOW / 8).await;
     let pusher = {
         let session = reader.session().clone();
         tokio::spawn(async move {
@@ -73,6 +77,19 @@ async fn a_frame_more_than_a_quarter_window_after_the_last_batch_goes_at_once() 
 }
 
 #[tokio::test]
+async fn a_reader_that_keeps_up_is_not_paced() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+
+    let next = push(&reader, "b");
+    let asked = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![next]);
+    assert!(asked.elapsed() < WINDOW / 4, "taken as it came: not delayed ({:?})", asked.elapsed());
+}
+
+#[tokio::test]
 async fn a_full_batch_is_not_held_back() {
     let (_core, mut reader) = attached(WINDOW).await;
     drained(&mut reader).await;
@@ -80,6 +97,7 @@ async fn a_full_batch_is_not_held_back() {
     reader.next_batch(64).await.unwrap();
 
     let expected: Vec<u64> = (0..4).map(|i| push(&reader, &i.to_string())).collect();
+    tokio::time::sleep(WINDOW / 8).await;
     let asked = Instant::now();
     assert_eq!(seqs(&reader.next_batch(4).await.unwrap()), expected, "as many frames as one write takes");
     assert!(asked.elapsed() < WINDOW / 2, "a full batch goes at once: {:?}", asked.elapsed());
@@ -92,6 +110,7 @@ async fn no_window_writes_every_batch_when_ready() {
     push(&reader, "a");
     reader.next_batch(64).await.unwrap();
     let next = push(&reader, "b");
+    tokio::time::sleep(WINDOW / 8).await;
     let asked = Instant::now();
     assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![next]);
     assert!(asked.elapsed() < WINDOW / 2, "{:?}", asked.elapsed());
@@ -105,9 +124,10 @@ async fn a_wait_given_up_midway_loses_nothing() {
     reader.next_batch(64).await.unwrap();
 
     let mut expected = vec![push(&reader, "b")];
+    tokio::time::sleep(WINDOW / 8).await;
     // A transport's select drops the wait when the client's message comes
     // first; the frames stay for the next call.
-    let given_up = tokio::time::timeout(WINDOW / 3, reader.next_batch(64)).await;
+    let given_up = tokio::time::timeout(WINDOW / 8, reader.next_batch(64)).await;
     assert!(given_up.is_err(), "still inside the window");
     expected.push(push(&reader, "c"));
     assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), expected);

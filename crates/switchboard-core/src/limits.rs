@@ -31,10 +31,10 @@ pub struct SessionLimits {
     /// tracked and answered by `who`.
     pub presence_events_max_members: usize,
     /// While a connection is busy (a frame comes less than a quarter of
-    /// this after its previous write), its next write waits until this long
-    /// after the previous one, so that the frames arriving meanwhile share
-    /// it: a connection receiving more than 4 frames per window writes at
-    /// most once per window. Zero: every batch is written when ready.
+    /// this after its previous write) and behind (the frame waited at least
+    /// a sixteenth of this for the connection's task), its next write waits
+    /// until this long after the previous one, so that the frames arriving
+    /// meanwhile share it. Zero: every batch is written when ready.
     pub write_window: Duration,
 }
 

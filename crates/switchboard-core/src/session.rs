@@ -413,15 +413,17 @@ impl Attachment {
     /// Waits until there are frames (at most `max`, a `gap` first when some
     /// were dropped) or the attachment must end.
     ///
-    /// Paced while busy: when frames come less than a quarter of the
-    /// session's write window after the previous batch, and fewer than
-    /// `max` wait, the batch waits until a whole window after the previous
-    /// one, so the frames that arrive meanwhile go in the same write. A
-    /// connection receiving hundreds of frames a second then makes one
-    /// write per window instead of one per frame (each write to a socket
-    /// costs a system call and, on the receiving side, a wake-up and a
-    /// read: most of a fan-out's CPU). A connection receiving fewer frames
-    /// than that, or a frame after a quiet spell, is not delayed at all.
+    /// Paced while busy and behind: when frames come less than a quarter
+    /// of the session's write window after the previous batch, the first
+    /// of them has waited for this reader at least a sixteenth of the
+    /// window (the node is not keeping up), and fewer than `max` wait, the
+    /// batch waits until a whole window after the previous one, so the
+    /// frames that arrive meanwhile go in the same write. A busy connection
+    /// on a loaded node then makes one write per window instead of one per
+    /// frame (each write to a socket costs a system call and, on the
+    /// receiving side, a wake-up and a read: most of a fan-out's CPU). A
+    /// connection receiving fewer frames, a frame after a quiet spell, or
+    /// one the reader takes as it comes is not delayed at all.
     /// Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Downstream>, EndReason> {
         loop {

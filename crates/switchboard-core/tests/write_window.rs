@@ -37,6 +37,22 @@ async fn drained(attachment: &mut Attachment) {
     while let Some(Ok(_)) = attachment.try_batch(1000) {}
 }
 
+/// A reader that has just taken a batch (the window starts now).
+async fn just_written(window: Duration) -> (Arc<Core>, Attachment) {
+    let (core, mut reader) = attached(window).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+    (core, reader)
+}
+
+/// Asserts that the next batch holds `expected` and came within `bound`.
+async fn taken_at_once(reader: &mut Attachment, max: usize, expected: Vec<u64>, bound: Duration, why: &str) {
+    let asked = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(max).await.unwrap()), expected, "{why}");
+    assert!(asked.elapsed() < bound, "{why}: not delayed, but took {:?}", asked.elapsed());
+}
+
 #[tokio::test]
 async fn frames_arriving_within_the_window_share_one_batch() {
     let (_core, mut reader) = attached(WINDOW).await;
@@ -64,64 +80,41 @@ async fn frames_arriving_within_the_window_share_one_batch() {
 
 #[tokio::test]
 async fn a_frame_more_than_a_quarter_window_after_the_last_batch_goes_at_once() {
-    let (_core, mut reader) = attached(WINDOW).await;
-    drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    let (_core, mut reader) = just_written(WINDOW).await;
     tokio::time::sleep(WINDOW / 2).await;
 
     let late = push(&reader, "b");
-    let asked = Instant::now();
-    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![late]);
-    assert!(asked.elapsed() < WINDOW / 4, "a connection this slow is not paced: {:?}", asked.elapsed());
+    taken_at_once(&mut reader, 64, vec![late], WINDOW / 4, "a connection this slow is not paced").await;
 }
 
 #[tokio::test]
 async fn a_reader_that_keeps_up_is_not_paced() {
-    let (_core, mut reader) = attached(WINDOW).await;
-    drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    let (_core, mut reader) = just_written(WINDOW).await;
 
     let next = push(&reader, "b");
-    let asked = Instant::now();
-    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![next]);
-    assert!(asked.elapsed() < WINDOW / 4, "taken as it came: not delayed ({:?})", asked.elapsed());
+    taken_at_once(&mut reader, 64, vec![next], WINDOW / 4, "taken as it came").await;
 }
 
 #[tokio::test]
 async fn a_full_batch_is_not_held_back() {
-    let (_core, mut reader) = attached(WINDOW).await;
-    drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    let (_core, mut reader) = just_written(WINDOW).await;
 
     let expected: Vec<u64> = (0..4).map(|i| push(&reader, &i.to_string())).collect();
     tokio::time::sleep(WINDOW / 8).await;
-    let asked = Instant::now();
-    assert_eq!(seqs(&reader.next_batch(4).await.unwrap()), expected, "as many frames as one write takes");
-    assert!(asked.elapsed() < WINDOW / 2, "a full batch goes at once: {:?}", asked.elapsed());
+    taken_at_once(&mut reader, 4, expected, WINDOW / 2, "a full batch (as many frames as one write takes)").await;
 }
 
 #[tokio::test]
 async fn no_window_writes_every_batch_when_ready() {
-    let (_core, mut reader) = attached(Duration::ZERO).await;
-    drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    let (_core, mut reader) = just_written(Duration::ZERO).await;
     let next = push(&reader, "b");
     tokio::time::sleep(WINDOW / 8).await;
-    let asked = Instant::now();
-    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![next]);
-    assert!(asked.elapsed() < WINDOW / 2, "{:?}", asked.elapsed());
+    taken_at_once(&mut reader, 64, vec![next], WINDOW / 2, "no window").await;
 }
 
 #[tokio::test]
 async fn a_wait_given_up_midway_loses_nothing() {
-    let (_core, mut reader) = attached(WINDOW).await;
-    drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    let (_core, mut reader) = just_written(WINDOW).await;
 
     let mut expected = vec![push(&reader, "b")];
     tokio::time::sleep(WINDOW / 8).await;

@@ -71,9 +71,10 @@ pub struct Config {
     /// Rooms with more members than this announce no presence join/leave
     /// events (`who` still answers).
     pub presence_events_max_members: usize,
-    /// A connection receiving frames less than a quarter of this apart
-    /// writes at most once per window, several frames each; `0s`: never
-    /// paced.
+    /// A connection receiving frames less than a quarter of this apart,
+    /// on a node that is behind (a frame waited a sixteenth of this for its
+    /// connection), writes once per window, several frames each; `0s`:
+    /// never paced.
     #[serde(with = "humantime_serde")]
     pub write_window: Duration,
     /// Folder served at `/` instead of the built-in demo chat.

@@ -88,16 +88,16 @@ impl Outbox {
     }
 
     /// Up to `max` frames from seq `next` on, with the gap before them if
-    /// some of what the reader wants was dropped.
-    pub fn read_from(&self, next: u64, max: usize) -> Batch {
+    /// some of what the reader wants was dropped. `now` is the reader's one
+    /// clock read for the batch (not one per frame: in a fan-out it is paid
+    /// once per member per publish); the frames' delivery delays count
+    /// from it.
+    pub fn read_from(&self, next: u64, max: usize, now: Instant) -> Batch {
         let first_held = self.frames.front().map_or(self.next_seq, |(s, _, _)| *s);
         let start = next.max(self.acked + 1);
         let gap = (start < first_held).then(|| (start, first_held - 1));
         let from = start.max(first_held);
         let skip = (from - first_held) as usize;
-        // One clock read per batch, not per frame: in a fan-out it is paid
-        // once per member per publish.
-        let now = Instant::now();
         let mut delivery = crate::stats::DeliveryBatch::default();
         let frames = self
             .frames
@@ -163,11 +163,11 @@ mod tests {
         for _ in 0..5 {
             o.push(body(1));
         }
-        assert_eq!(seqs(&o.read_from(1, 100)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(&o.read_from(1, 100, Instant::now())), vec![1, 2, 3, 4, 5]);
         o.ack(3);
         assert_eq!(o.len(), 2);
         assert_eq!(o.start_after(0), 4);
-        let b = o.read_from(o.start_after(1), 100);
+        let b = o.read_from(o.start_after(1), 100, Instant::now());
         assert_eq!(b.gap, None);
         assert_eq!(seqs(&b), vec![4, 5]);
     }
@@ -178,7 +178,7 @@ mod tests {
         for _ in 0..10 {
             o.push(body(1));
         }
-        let b = o.read_from(o.start_after(2), 100);
+        let b = o.read_from(o.start_after(2), 100, Instant::now());
         assert_eq!(b.gap, Some((3, 7)));
         assert_eq!(seqs(&b), vec![8, 9, 10]);
     }
@@ -190,7 +190,7 @@ mod tests {
         o.push(body(6));
         assert_eq!(o.len(), 1);
         assert_eq!(o.bytes(), 6);
-        let b = o.read_from(1, 10);
+        let b = o.read_from(1, 10, Instant::now());
         assert_eq!(b.gap, Some((1, 1)));
         assert_eq!(seqs(&b), vec![2]);
     }
@@ -203,7 +203,7 @@ mod tests {
         }
         o.ack(3);
         o.push(body(1));
-        let b = o.read_from(o.start_after(0), 10);
+        let b = o.read_from(o.start_after(0), 10, Instant::now());
         assert_eq!(b.gap, None);
         assert_eq!(seqs(&b), vec![4]);
     }
@@ -214,6 +214,6 @@ mod tests {
         o.push(body(1));
         o.ack(1_000_000);
         o.push(body(1));
-        assert_eq!(seqs(&o.read_from(o.start_after(0), 10)), vec![2]);
+        assert_eq!(seqs(&o.read_from(o.start_after(0), 10, Instant::now())), vec![2]);
     }
 }

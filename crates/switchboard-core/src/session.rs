@@ -81,6 +81,17 @@ pub enum Rate {
     Joins = 2,
 }
 
+impl Rate {
+    /// Its (rate per second, burst) on this node.
+    fn limit(self, limits: &SessionLimits) -> (f64, f64) {
+        match self {
+            Rate::Messages => limits.rate_messages,
+            Rate::Typing => limits.rate_typing,
+            Rate::Joins => limits.rate_joins,
+        }
+    }
+}
+
 /// Where a `cid` stands in this session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CidState {
@@ -135,7 +146,6 @@ impl EndReason {
 
 impl Session {
     pub(crate) fn new(limits: &Arc<SessionLimits>, identity: Identity, encoder: Arc<dyn Encoder>) -> Arc<Self> {
-        let bucket = |(_, burst): (f64, f64)| TokenBucket::new(burst);
         Arc::new(Self {
             applying: tokio::sync::Mutex::new(()),
             id: SessionId::random(),
@@ -152,7 +162,7 @@ impl Session {
                 shutting_down: false,
                 cids: CidWindow::new(limits.cid_window, limits.grace + CID_RETRY_MARGIN),
                 rooms: Vec::new(),
-                buckets: [bucket(limits.rate_messages), bucket(limits.rate_typing), bucket(limits.rate_joins)],
+                buckets: [Rate::Messages, Rate::Typing, Rate::Joins].map(|rate| TokenBucket::new(rate.limit(limits).1)),
                 last_batch: None,
                 held: None,
                 reader_waiting: false,
@@ -179,12 +189,7 @@ impl Session {
 
     /// Takes one token of `rate`; false when over the limit.
     pub fn allow(&self, rate: Rate) -> bool {
-        let limit = match rate {
-            Rate::Messages => self.limits.rate_messages,
-            Rate::Typing => self.limits.rate_typing,
-            Rate::Joins => self.limits.rate_joins,
-        };
-        self.state.lock().buckets[rate as usize].take(Instant::now(), limit)
+        self.state.lock().buckets[rate as usize].take(Instant::now(), rate.limit(&self.limits))
     }
 
     /// How many rooms this session is in.
@@ -198,7 +203,7 @@ impl Session {
     }
 
     /// Whether the session has ended.
-    pub fn is_ended(&self) -> bool {
+    pub(crate) fn is_ended(&self) -> bool {
         self.state.lock().ended
     }
 
@@ -479,17 +484,17 @@ fn take(session: &Session, generation: u64, next: &mut u64, max: usize, paced: b
         return Take::Nothing;
     }
     let now = Instant::now();
-    if paced {
+    if let Some(last) = state.last_batch.filter(|_| paced) {
         let window = session.limits.write_window;
-        let busy = state.last_batch.filter(|last| now < *last + window / 4);
-        let behind = state.outbox.queued_at(*next).is_some_and(|queued| now >= queued + window / 16);
+        let busy = now < last + window / 4;
         let waiting = state.outbox.next_seq().saturating_sub(*next);
-        if let Some(last) = busy.filter(|_| behind && waiting < max as u64) {
+        let behind = || state.outbox.queued_at(*next).is_some_and(|queued| now >= queued + window / 16);
+        if busy && waiting < max as u64 && behind() {
             return Take::Until(last + window);
         }
     }
     state.last_batch = Some(now);
-    let batch = state.outbox.read_from(*next, max);
+    let batch = state.outbox.read_from(*next, max, now);
     drop(state);
     let mut frames = Vec::with_capacity(batch.frames.len() + 1);
     if let Some((from, to)) = batch.gap {

@@ -428,9 +428,21 @@ impl Attachment {
     /// frame (each write to a socket costs a system call and, on the
     /// receiving side, a wake-up and a read: most of a fan-out's CPU). A
     /// connection receiving fewer frames, a frame after a quiet spell, or
-    /// one the reader takes as it comes is not delayed at all.
+    /// one the reader takes as it comes is not delayed at all. Transports
+    /// that answer one request per batch use [`Attachment::next_answer`].
     /// Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Downstream>, EndReason> {
+        self.next_paced(max, Pace::Stream).await
+    }
+
+    /// The next answer to a request for frames (long polling): like
+    /// [`Attachment::next_batch`], but an answer is busy for a whole window
+    /// after the previous one.
+    pub async fn next_answer(&mut self, max: usize) -> Result<Vec<Downstream>, EndReason> {
+        self.next_paced(max, Pace::Request).await
+    }
+
+    async fn next_paced(&mut self, max: usize, pace: Pace) -> Result<Vec<Downstream>, EndReason> {
         loop {
             // Borrowed, not cloned: a clone per batch is an atomic operation
             // on the count that every fan-out to this session reads too.
@@ -439,7 +451,7 @@ impl Attachment {
             // The timer is boxed, and nothing but a pointer to it outlives
             // this statement: an idle connection's wait keeps room for
             // neither the timer (about 100 bytes) nor what `take` returned.
-            let paced = match take(&self.session, self.generation, &mut self.next, max, true) {
+            let paced = match take(&self.session, self.generation, &mut self.next, max, pace) {
                 Take::Ready(result) => return result,
                 Take::Until(due) => Some(Box::pin(tokio::time::sleep_until(due.into()))),
                 Take::Nothing => None,
@@ -453,7 +465,22 @@ impl Attachment {
 
     /// What is ready now: `None` when nothing is. Not paced.
     pub fn try_batch(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
-        match take(&self.session, self.generation, &mut self.next, max, false) {
+        self.ready_now(max, Pace::Off)
+    }
+
+    /// What is ready now and not held by the write window (paced like
+    /// [`Attachment::next_batch`]): `None` when nothing is, or when what
+    /// waits should gather until the window ends. For a transport that
+    /// answers one request per batch (long polling): a busy poller on a
+    /// loaded node gets one answer per window instead of one per frame or
+    /// two, and each answer it does not make saves a request's parsing,
+    /// routing and response on both sides.
+    pub fn try_answer(&mut self, max: usize) -> Option<Result<Vec<Downstream>, EndReason>> {
+        self.ready_now(max, Pace::Request)
+    }
+
+    fn ready_now(&mut self, max: usize, pace: Pace) -> Option<Result<Vec<Downstream>, EndReason>> {
+        match take(&self.session, self.generation, &mut self.next, max, pace) {
             Take::Ready(result) => Some(result),
             Take::Until(_) | Take::Nothing => None,
         }
@@ -463,7 +490,7 @@ impl Attachment {
 /// Takes the next batch of `session` for the reader of `generation` at
 /// `next` (moved past what it takes), or says why not (see
 /// [`Attachment::next_batch`] for `paced`).
-fn take(session: &Session, generation: u64, next: &mut u64, max: usize, paced: bool) -> Take {
+fn take(session: &Session, generation: u64, next: &mut u64, max: usize, pace: Pace) -> Take {
     let mut state = session.state.lock();
     if state.kicked {
         return Take::Ready(Err(EndReason::Kicked));
@@ -484,9 +511,9 @@ fn take(session: &Session, generation: u64, next: &mut u64, max: usize, paced: b
         return Take::Nothing;
     }
     let now = Instant::now();
-    if let Some(last) = state.last_batch.filter(|_| paced) {
+    if let Some(last) = state.last_batch.filter(|_| pace != Pace::Off) {
         let window = session.limits.write_window;
-        let busy = now < last + window / 4;
+        let busy = now < last + if pace == Pace::Request { window } else { window / 4 };
         let waiting = state.outbox.next_seq().saturating_sub(*next);
         let behind = || state.outbox.queued_at(*next).is_some_and(|queued| now >= queued + window / 16);
         if busy && waiting < max as u64 && behind() {
@@ -507,6 +534,18 @@ fn take(session: &Session, generation: u64, next: &mut u64, max: usize, paced: b
     }
     frames.extend(batch.frames);
     Take::Ready(Ok(frames))
+}
+
+/// How the write window paces a reader (see [`Attachment::next_batch`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    Off,
+    /// A write per batch: busy for a quarter window after the previous one.
+    Stream,
+    /// A request per batch: busy for a whole window after the previous
+    /// answer (an answer costs both sides a request's parsing, routing and
+    /// response, ten times a write's system call).
+    Request,
 }
 
 /// What [`take`] found.

@@ -125,3 +125,36 @@ async fn a_wait_given_up_midway_loses_nothing() {
     expected.push(push(&reader, "c"));
     assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), expected);
 }
+
+/// A reader that answers requests (long polling) is busy for a whole
+/// window after its previous answer, not a quarter: a frame that comes
+/// half a window later and waits is held until the window ends.
+#[tokio::test]
+async fn an_answer_is_held_for_a_whole_window_when_behind() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    let answered = Instant::now();
+    assert!(reader.try_answer(64).is_some(), "the first answer goes at once");
+
+    tokio::time::sleep(WINDOW / 2).await;
+    let late = push(&reader, "b");
+    tokio::time::sleep(WINDOW / 8).await;
+    assert!(reader.try_answer(64).is_none(), "within the window and behind: held");
+    assert_eq!(seqs(&reader.next_answer(64).await.unwrap()), vec![late]);
+    assert!(answered.elapsed() >= WINDOW, "answered when the window ended: {:?}", answered.elapsed());
+}
+
+#[tokio::test]
+async fn an_answer_a_window_after_the_previous_goes_at_once() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    assert!(reader.try_answer(64).is_some());
+
+    tokio::time::sleep(WINDOW + WINDOW / 8).await;
+    let late = push(&reader, "b");
+    tokio::time::sleep(WINDOW / 8).await;
+    let answer = reader.try_answer(64).expect("not held").unwrap();
+    assert_eq!(seqs(&answer), vec![late]);
+}

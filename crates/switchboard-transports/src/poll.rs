@@ -3,7 +3,10 @@
 //! The long-poll waiter attaches to the session (superseding any poll still
 //! held, which then answers `[close 4000]` at once), and answers as soon as
 //! at least one frame is queued, with every queued frame, or with `[]` when
-//! the hold time passes. Frames stay in the outbox until the next request's
+//! the hold time passes. A busy poller on a loaded node is paced by the
+//! session's write window (see `Attachment::next_batch`): what comes less
+//! than a quarter window after its previous answer, and has waited, is
+//! answered a window after it, with whatever came meanwhile. Frames stay in the outbox until the next request's
 //! `last` acknowledges them, so a response lost on the way is sent again.
 
 use std::time::Duration;
@@ -44,13 +47,17 @@ pub async fn respond(core: &Core, params: &Params, format: PollFormat, hold: Dur
         }
         Ok(attached) => {
             let mut attachment = attached.attachment;
-            let ready = attachment.try_batch(max);
-            if ready.is_some() || hold.is_zero() {
-                return answer(ready, &format);
+            if hold.is_zero() {
+                return answer(attachment.try_batch(max), &format);
+            }
+            // Paced: frames held by the write window are answered when it
+            // ends, by the wait below.
+            if let Some(ready) = attachment.try_answer(max) {
+                return answer(Some(ready), &format);
             }
             let held = async move {
                 let _gauge = gauge;
-                let result = tokio::time::timeout(hold, attachment.next_batch(max)).await.ok();
+                let result = tokio::time::timeout(hold, attachment.next_answer(max)).await.ok();
                 answer(result, &format)
             };
             response::deferred(held.instrument(tracing::Span::current()))

@@ -251,6 +251,20 @@ impl Connection {
         self.state.lock().pong_due = due;
     }
 
+    /// A pong came: from now on it is not overdue, whenever the driver
+    /// gets to act on it (the command queued for it). A driver running
+    /// late on a busy node must not close, and a poll must not be refused
+    /// for, a pong that came in time.
+    pub fn pong_received(&self) {
+        self.state.lock().pong_due = None;
+        self.command(Command::Pong);
+    }
+
+    /// Whether the pong to the last ping is still awaited (none came).
+    pub fn pong_awaited(&self) -> bool {
+        self.state.lock().pong_due.is_some()
+    }
+
     /// Whether the pong is overdue; if so the connection is closed (ping
     /// timeout) now. A polling request that arrives after the deadline is
     /// refused even when the driver's timer has not fired yet (a timer

@@ -176,7 +176,10 @@ impl Driver {
                 self.pong_deadline = Some(due);
                 conn.set_pong_due(Some(due));
             }
-            Deadline::PingTimeout => conn.close(CloseReason::PingTimeout),
+            Deadline::PingTimeout if conn.pong_awaited() => conn.close(CloseReason::PingTimeout),
+            // The pong came in time; this driver ran late, before its
+            // command.
+            Deadline::PingTimeout => self.ponged(inner, conn),
             Deadline::ConnectTimeout => {
                 self.connect_deadline = None;
                 if self.links.is_empty() && conn.socket_count() == 0 {
@@ -184,6 +187,17 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The pong to the last ping came: the client has every frame sent
+    /// before that ping, and the next ping is a ping interval away.
+    fn ponged(&mut self, inner: &Inner, conn: &Connection) {
+        self.pong_deadline = None;
+        conn.set_pong_due(None);
+        for link in &self.links {
+            link.attachment.session().ack(link.proven);
+        }
+        self.next_ping = Instant::now() + inner.config.ping_interval;
     }
 
     /// Acts on every command queued now (a WebSocket's own task applies
@@ -212,12 +226,8 @@ impl Driver {
                 return Some(self.links.swap_remove(i));
             }
             Command::Pong => {
-                if self.pong_deadline.take().is_some() {
-                    conn.set_pong_due(None);
-                    for link in &self.links {
-                        link.attachment.session().ack(link.proven);
-                    }
-                    self.next_ping = Instant::now() + inner.config.ping_interval;
+                if self.pong_deadline.is_some() {
+                    self.ponged(inner, conn);
                 }
             }
             // Only the polling task's loop acts on a hand-over; a driver
@@ -348,4 +358,53 @@ pub fn end_socket<'a>(
         inner.core.end_session(socket.session().id()).await;
         socket.namespace().disconnected(&socket, reason);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::SocketIoConfig;
+    use crate::protocol::engine::Incoming;
+    use crate::testing::setup_with;
+    use crate::upstream;
+
+    /// A connection whose pong is due 50 ms after its ping (the next ping
+    /// of its own driver is the default interval away).
+    async fn setup() -> (crate::SocketIo, Arc<Connection>) {
+        setup_with(SocketIoConfig { ping_timeout: Duration::from_millis(50), ..SocketIoConfig::default() }).await
+    }
+
+    /// A driver whose ping went out just now, the pong due `ping_timeout`
+    /// later.
+    fn pinged(inner: &Inner, conn: &Connection) -> Driver {
+        let mut driver = Driver::new(inner, Instant::now() - inner.config.ping_interval);
+        driver.deadline_reached(inner, conn);
+        assert!(conn.pong_awaited(), "the ping went out");
+        driver
+    }
+
+    #[tokio::test]
+    async fn a_pong_that_came_in_time_is_not_a_timeout_when_the_driver_runs_late() {
+        let (io, conn) = setup().await;
+        let mut driver = pinged(&io.inner, &conn);
+        // The pong comes, but this driver is busy until after the deadline:
+        // it has not seen the pong's command yet.
+        upstream::handle(&io.inner, &conn, Incoming::Pong(String::new())).unwrap();
+        tokio::time::sleep(io.inner.config.ping_timeout + Duration::from_millis(10)).await;
+        assert!(!conn.heartbeat_lapsed(), "a request now is served: the pong came");
+        driver.deadline_reached(&io.inner, &conn);
+        assert_eq!(conn.closed(), None);
+        assert!(driver.deadline() > Instant::now(), "the next ping is an interval away");
+    }
+
+    #[tokio::test]
+    async fn no_pong_is_a_timeout() {
+        let (io, conn) = setup().await;
+        let mut driver = pinged(&io.inner, &conn);
+        tokio::time::sleep(io.inner.config.ping_timeout + Duration::from_millis(10)).await;
+        driver.deadline_reached(&io.inner, &conn);
+        assert_eq!(conn.closed(), Some(CloseReason::PingTimeout));
+    }
 }

@@ -32,7 +32,7 @@ pub fn handle(inner: &Arc<Inner>, conn: &Arc<Connection>, incoming: Incoming) ->
     match incoming {
         Incoming::Close => conn.close(CloseReason::ClientClose),
         Incoming::Ping(data) => conn.send([Outgoing::text(kind::PONG, &data)]),
-        Incoming::Pong(_) => conn.command(Command::Pong),
+        Incoming::Pong(_) => conn.pong_received(),
         Incoming::Upgrade | Incoming::Noop => {}
         Incoming::Message(text) => {
             if conn.with_partial(|p| p.is_some()) {

@@ -61,6 +61,13 @@ struct State {
     /// window's start ([`Attachment::next_batch`]). Kept here, not in the
     /// attachment, so a connection's task keeps no clock of its own.
     last_batch: Option<Instant>,
+    /// Whether the previous batch came busy (soon after the one before
+    /// it) or was held by the write window: only a reader busy twice in a
+    /// row is paced, so one frame that happens to follow another closely
+    /// (two publishes a moment apart in a quiet room) is not held.
+    was_busy: bool,
+    /// Whether the batch being waited for was held by the window.
+    window_held: bool,
     /// While the offline replay of a new session is being assembled, live
     /// room publications are held here: (room, message id, body).
     held: Option<Vec<(String, u64, Bytes)>>,
@@ -164,6 +171,8 @@ impl Session {
                 rooms: Vec::new(),
                 buckets: [Rate::Messages, Rate::Typing, Rate::Joins].map(|rate| TokenBucket::new(rate.limit(limits).1)),
                 last_batch: None,
+                was_busy: false,
+                window_held: false,
                 held: None,
                 reader_waiting: false,
             }),
@@ -419,7 +428,10 @@ impl Attachment {
     /// were dropped) or the attachment must end.
     ///
     /// Paced while busy and behind: when frames come less than a quarter
-    /// of the session's write window after the previous batch, the first
+    /// of the session's write window after the previous batch, which
+    /// itself came that soon after the one before it (or was held by the
+    /// window: busy twice in a row, so one frame that happens to follow
+    /// another closely in a quiet room is not held), the first
     /// of them has waited for this reader at least a sixteenth of the
     /// window (the node is not keeping up), and fewer than `max` wait, the
     /// batch waits until a whole window after the previous one, so the
@@ -511,15 +523,18 @@ fn take(session: &Session, generation: u64, next: &mut u64, max: usize, pace: Pa
         return Take::Nothing;
     }
     let now = Instant::now();
-    if let Some(last) = state.last_batch.filter(|_| pace != Pace::Off) {
-        let window = session.limits.write_window;
-        let busy = now < last + if pace == Pace::Request { window } else { window / 4 };
+    let window = session.limits.write_window;
+    let busy =
+        state.last_batch.is_some_and(|last| now < last + if pace == Pace::Request { window } else { window / 4 });
+    if let Some(last) = state.last_batch.filter(|_| busy && state.was_busy && pace != Pace::Off) {
         let waiting = state.outbox.next_seq().saturating_sub(*next);
         let behind = || state.outbox.queued_at(*next).is_some_and(|queued| now >= queued + window / 16);
-        if busy && waiting < max as u64 && behind() {
+        if waiting < max as u64 && behind() {
+            state.window_held = true;
             return Take::Until(last + window);
         }
     }
+    state.was_busy = busy || std::mem::take(&mut state.window_held);
     state.last_batch = Some(now);
     let batch = state.outbox.read_from(*next, max, now);
     drop(state);

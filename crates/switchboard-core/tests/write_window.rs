@@ -37,12 +37,15 @@ async fn drained(attachment: &mut Attachment) {
     while let Some(Ok(_)) = attachment.try_batch(1000) {}
 }
 
-/// A reader that has just taken a batch (the window starts now).
+/// A reader that has just taken two batches in a row, the second soon
+/// after the first (it is busy; the window starts now).
 async fn just_written(window: Duration) -> (Arc<Core>, Attachment) {
     let (core, mut reader) = attached(window).await;
     drained(&mut reader).await;
-    push(&reader, "a");
-    reader.next_batch(64).await.unwrap();
+    for text in ["a", "b"] {
+        push(&reader, text);
+        reader.next_batch(64).await.unwrap();
+    }
     (core, reader)
 }
 
@@ -58,9 +61,11 @@ async fn frames_arriving_within_the_window_share_one_batch() {
     let (_core, mut reader) = attached(WINDOW).await;
     drained(&mut reader).await;
     let first = push(&reader, "a");
-    let started = Instant::now();
     assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![first], "the first frame goes at once");
-    assert!(started.elapsed() < WINDOW / 2, "not paced: nothing was written before it");
+    let soon = push(&reader, "soon");
+    let started = Instant::now();
+    assert_eq!(seqs(&reader.next_batch(64).await.unwrap()), vec![soon], "the second too: not busy before it");
+    assert!(started.elapsed() < WINDOW / 2, "not paced: one batch came soon after another, once");
 
     let second = push(&reader, "b");
     // The reader comes late for it (a node that is behind).
@@ -76,6 +81,24 @@ async fn frames_arriving_within_the_window_share_one_batch() {
     let third = pusher.await.unwrap();
     assert_eq!(seqs(&batch), vec![second, third], "the frame that came during the window joined the batch");
     assert!(started.elapsed() >= WINDOW, "the batch waited for the window's end: {:?}", started.elapsed());
+}
+
+/// One frame soon after another, once, is not held, even when the reader
+/// comes late for it: only a reader busy twice in a row is paced (two
+/// publishes a moment apart in a quiet room are not delayed).
+#[tokio::test]
+async fn a_frame_soon_after_one_quiet_batch_goes_at_once() {
+    let (_core, mut reader) = attached(WINDOW).await;
+    drained(&mut reader).await;
+    push(&reader, "a");
+    reader.next_batch(64).await.unwrap();
+    tokio::time::sleep(WINDOW / 2).await;
+    push(&reader, "b");
+    reader.next_batch(64).await.unwrap();
+
+    let next = push(&reader, "c");
+    tokio::time::sleep(WINDOW / 8).await;
+    taken_at_once(&mut reader, 64, vec![next], WINDOW / 4, "busy once, after a quiet batch").await;
 }
 
 #[tokio::test]
@@ -134,8 +157,10 @@ async fn an_answer_is_held_for_a_whole_window_when_behind() {
     let (_core, mut reader) = attached(WINDOW).await;
     drained(&mut reader).await;
     push(&reader, "a");
-    let answered = Instant::now();
     assert!(reader.try_answer(64).is_some(), "the first answer goes at once");
+    push(&reader, "a2");
+    let answered = Instant::now();
+    assert!(reader.try_answer(64).is_some(), "the second too: the poller was not busy before");
 
     tokio::time::sleep(WINDOW / 2).await;
     let late = push(&reader, "b");

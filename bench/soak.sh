@@ -11,7 +11,9 @@
 #   bench/soak.sh --clients 3000 --procs 1 --minutes 1   # a quick look
 #
 # Not part of ./test.sh. Writes bench/results/soak-<UTC time>.csv and a
-# .json summary beside it; exits non-zero when a check fails.
+# .json summary beside it; exits non-zero when a check fails. Publish-to-ack
+# latency is reported for publishes sent during the hold (ack_ms_*) and,
+# apart, for those sent while clients were still connecting (ramp_ack_ms_*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -143,6 +145,11 @@ summary = {
     "traffic": total,
     "ack_ms_p50_max_of_processes": max((g.get("ack_ms_p50", 0) for g in gens), default=0),
     "ack_ms_p99_max_of_processes": max((g.get("ack_ms_p99", 0) for g in gens), default=0),
+    "ack_ms_max": max((g.get("ack_ms_max", 0) for g in gens), default=0),
+    # Publishes sent while the process's clients were still connecting,
+    # when the ramp's connects fill the machine.
+    "ramp_acks": sum(g.get("ramp_ack_ms_count", 0) for g in gens),
+    "ramp_ack_ms_p99_max_of_processes": max((g.get("ramp_ack_ms_p99", 0) for g in gens), default=0),
     "checks": checks,
 }
 json.dump(summary, open(out, "w"), indent=2)

@@ -2,7 +2,7 @@
 //! at a steady pace, read and acknowledge everything, leave when told.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,13 @@ pub struct Totals {
     pub errors: AtomicU64,
     /// Sessions the server closed before the end.
     pub dropped: AtomicU64,
-    /// Publish-to-ack times, in microseconds.
+    /// Turns true once every client of the process is connected: publishes
+    /// sent before it shared the machine with the ramp's connects.
+    pub holding: AtomicBool,
+    /// Publish-to-ack times during the hold, in microseconds.
     ack_micros: Mutex<Vec<u32>>,
+    /// Publish-to-ack times of publishes sent during the ramp.
+    ramp_ack_micros: Mutex<Vec<u32>>,
 }
 
 impl Totals {
@@ -71,16 +76,12 @@ impl Totals {
         )
     }
 
-    /// The totals as JSON, with ack latency percentiles in milliseconds.
+    /// The totals as JSON, with ack latency percentiles in milliseconds
+    /// (`ack_ms_*` of publishes sent during the hold, `ramp_ack_ms_*` of
+    /// those sent while clients were still connecting).
     pub fn summary(&self) -> Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut acks = self.ack_micros.lock().map(|v| v.clone()).unwrap_or_default();
-        acks.sort_unstable();
-        let at = |q: f64| {
-            acks.get(((acks.len() as f64 - 1.0) * q).round().max(0.0) as usize)
-                .map_or(0.0, |&us| f64::from(us) / 1000.0)
-        };
-        json!({
+        let mut summary = json!({
             "opened": get(&self.finished) + get(&self.open),
             "failed": get(&self.failed),
             "dropped": get(&self.dropped),
@@ -89,14 +90,26 @@ impl Totals {
             "received": get(&self.received),
             "gaps": get(&self.gaps),
             "errors": get(&self.errors),
-            "ack_ms_p50": at(0.5),
-            "ack_ms_p99": at(0.99),
-            "ack_ms_max": at(1.0),
-        })
+        });
+        for (prefix, times) in [("ack_ms", &self.ack_micros), ("ramp_ack_ms", &self.ramp_ack_micros)] {
+            let mut times = times.lock().map(|v| v.clone()).unwrap_or_default();
+            times.sort_unstable();
+            let at = |q: f64| {
+                times
+                    .get(((times.len() as f64 - 1.0) * q).round().max(0.0) as usize)
+                    .map_or(0.0, |&us| f64::from(us) / 1000.0)
+            };
+            summary[format!("{prefix}_count")] = times.len().into();
+            summary[format!("{prefix}_p50")] = at(0.5).into();
+            summary[format!("{prefix}_p99")] = at(0.99).into();
+            summary[format!("{prefix}_max")] = at(1.0).into();
+        }
+        summary
     }
 
-    fn ack_took(&self, took: Duration) {
-        if let Ok(mut v) = self.ack_micros.lock() {
+    fn ack_took(&self, took: Duration, during_ramp: bool) {
+        let times = if during_ramp { &self.ramp_ack_micros } else { &self.ack_micros };
+        if let Ok(mut v) = times.lock() {
             v.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
         }
     }
@@ -140,7 +153,7 @@ pub async fn run(
     let mut last = 0u64;
     let mut unacked = 0u32;
     let mut n = 0u64;
-    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut pending: Vec<(String, Instant, bool)> = Vec::new();
     let mut next = tokio::time::Instant::now() + first_publish;
     // Once told to leave: no more publishes, but the acks of those in
     // flight are awaited (up to five seconds) before the socket closes.
@@ -161,7 +174,7 @@ pub async fn run(
                 n += 1;
                 let cid = format!("m{n}");
                 let frame = json!({"type":"publish","room":room,"data":{"n":n,"fill":plan.filler},"cid":cid});
-                pending.push((cid, Instant::now()));
+                pending.push((cid, Instant::now(), !totals.holding.load(Ordering::Relaxed)));
                 totals.sent.fetch_add(1, Ordering::Relaxed);
                 ended_by_server = ws.send(Message::text(frame.to_string())).await.is_err();
             }
@@ -182,10 +195,10 @@ pub async fn run(
                     Some("error") => { totals.errors.fetch_add(1, Ordering::Relaxed); }
                     Some("close") => ended_by_server = true,
                     Some("ack") => {
-                        if let Some(i) = pending.iter().position(|(cid, _)| frame["cid"] == cid.as_str()) {
-                            let (_, sent) = pending.swap_remove(i);
+                        if let Some(i) = pending.iter().position(|(cid, _, _)| frame["cid"] == cid.as_str()) {
+                            let (_, sent, during_ramp) = pending.swap_remove(i);
                             totals.acked.fetch_add(1, Ordering::Relaxed);
-                            totals.ack_took(sent.elapsed());
+                            totals.ack_took(sent.elapsed(), during_ramp);
                         }
                     }
                     _ => {}

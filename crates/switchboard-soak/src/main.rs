@@ -103,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.clients,
         started.elapsed().as_secs_f64()
     );
+    totals.holding.store(true, Ordering::Relaxed);
     let hold = Duration::from_secs_f64(args.minutes * 60.0);
     let holding = Instant::now();
     while holding.elapsed() < hold {

@@ -1,9 +1,12 @@
 //! The embedded history store: one SQLite file (WAL, `synchronous=FULL`).
 //!
-//! One thread owns the connection. Appends queue on a channel; the thread
-//! takes every append waiting (up to [`MAX_GROUP`]) and writes them in one
-//! transaction, so "ack means durable" costs one fsync per group, not per
-//! message. Message ids are assigned by that thread in commit order and the
+//! One thread owns the connection. Appends and every other request (a join's
+//! membership, a read mark, a history page) queue on one channel; the thread
+//! takes everything waiting (up to [`MAX_GROUP`]) and runs it in one
+//! transaction, each request in its own savepoint (a failed one is undone
+//! alone), so "ack means durable" costs one fsync per group, not per message
+//! or per join. Answers go out only after the commit, in queue order.
+//! Message ids are assigned by that thread in commit order and the
 //! completion callbacks run there in the same order, which is what keeps
 //! every room's fan-out in id order.
 //!
@@ -23,10 +26,13 @@ use switchboard_core::store::{
     StoredMessage,
 };
 
-/// Most appends written in one transaction.
+/// Most requests (appends and others) written in one transaction.
 pub const MAX_GROUP: usize = 512;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a request does in the group's transaction; it returns its answer,
+/// given the commit's outcome once the group is committed.
+type Job = Box<dyn FnOnce(&Connection) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 enum Command {
     Append(NewMessage, AppendDone),
@@ -58,11 +64,14 @@ impl SqliteStore {
 
     fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        job: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = self.tx.send(Command::Run(Box::new(move |conn| {
-            let _ = reply.send(job(conn).map_err(err));
+            let result = in_savepoint(conn, job).map_err(err);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = reply.send(committed.and(result));
+            })
         })));
         Box::pin(async move {
             sent.map_err(|_| StoreError("the store thread has stopped".into()))?;
@@ -102,49 +111,88 @@ fn init(conn: &mut Connection) -> rusqlite::Result<()> {
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>) {
     while let Ok(first) = rx.recv() {
-        let mut group = Vec::new();
-        let mut next = Some(first);
-        while let Some(command) = next.take() {
-            match command {
-                Command::Append(message, done) => {
-                    group.push((message, done));
-                    if group.len() < MAX_GROUP {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                Command::Run(job) => {
-                    commit_group(&mut conn, std::mem::take(&mut group));
-                    job(&mut conn);
-                }
-            }
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            let Ok(next) = rx.try_recv() else { break };
+            group.push(next);
         }
         commit_group(&mut conn, group);
     }
 }
 
-fn commit_group(conn: &mut Connection, group: Vec<(NewMessage, AppendDone)>) {
-    if group.is_empty() {
-        return;
-    }
-    let messages: Vec<&NewMessage> = group.iter().map(|(m, _)| m).collect();
-    match write_group(conn, &messages) {
-        Ok(results) => {
-            for ((_, done), result) in group.into_iter().zip(results) {
-                done(Ok(result));
+/// Runs a group of requests in one transaction, then answers each in order
+/// with its own result, or with the commit's error when the commit failed.
+fn commit_group(conn: &mut Connection, group: Vec<Command>) {
+    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+    let committed = (|| {
+        let tx = conn.transaction()?;
+        let mut appends = Vec::new();
+        for command in group {
+            match command {
+                Command::Append(message, done) => appends.push((message, done)),
+                Command::Run(job) => {
+                    answers.extend(write_appends(&tx, std::mem::take(&mut appends)));
+                    answers.push(job(&tx));
+                }
             }
         }
+        answers.extend(write_appends(&tx, appends));
+        tx.commit()
+    })();
+    let committed = committed.map_err(|e| {
+        tracing::error!(error = %e, "history store commit failed");
+        StoreError(e.to_string())
+    });
+    for answer in answers {
+        answer(committed.clone());
+    }
+}
+
+/// Writes consecutive appends (in one savepoint: all or none); their
+/// completions, to run after the commit.
+fn write_appends(conn: &Connection, group: Vec<(NewMessage, AppendDone)>) -> Vec<Answer> {
+    if group.is_empty() {
+        return Vec::new();
+    }
+    let messages: Vec<&NewMessage> = group.iter().map(|(m, _)| m).collect();
+    match in_savepoint(conn, |conn| write_group(conn, &messages)) {
+        Ok(results) => group
+            .into_iter()
+            .zip(results)
+            .map(|((_, done), result)| -> Answer { Box::new(move |committed| done(committed.map(|()| result))) })
+            .collect(),
         Err(e) => {
             tracing::error!(error = %e, "history append failed");
             let message = e.to_string();
-            for (_, done) in group {
-                done(Err(StoreError(message.clone())));
-            }
+            group
+                .into_iter()
+                .map(|(_, done)| -> Answer {
+                    let message = message.clone();
+                    Box::new(move |_| done(Err(StoreError(message))))
+                })
+                .collect()
         }
     }
 }
 
-fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Result<Vec<Appended>> {
-    let tx = conn.transaction()?;
+/// Runs `f` in a savepoint of the group's transaction: released when it
+/// succeeds, rolled back (its writes undone, the group's others kept) when
+/// it fails.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT request")?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE request")?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            Err(e)
+        }
+    }
+}
+
+fn write_group(tx: &Connection, messages: &[&NewMessage]) -> rusqlite::Result<Vec<Appended>> {
     let mut results = Vec::with_capacity(messages.len());
     let mut last_ids: HashMap<&str, u64> = HashMap::new();
     {
@@ -196,7 +244,6 @@ fn write_group(conn: &mut Connection, messages: &[&NewMessage]) -> rusqlite::Res
             bump.execute(params![room, id])?;
         }
     }
-    tx.commit()?;
     Ok(results)
 }
 
@@ -355,9 +402,8 @@ impl Store for SqliteStore {
 
     fn apply_retention(&self, policy: &RetentionPolicy) -> StoreFuture<'_, u64> {
         let policy = policy.clone();
-        self.run(move |conn| {
+        self.run(move |tx| {
             let now = now_ms();
-            let tx = conn.transaction()?;
             let mut dropped = 0u64;
             {
                 let rooms: Vec<String> = {
@@ -379,7 +425,6 @@ impl Store for SqliteStore {
                     dropped += counted.execute(params![room, keep])? as u64;
                 }
             }
-            tx.commit()?;
             Ok(dropped)
         })
     }

@@ -141,3 +141,35 @@ async fn reads_members_and_offline_marks() {
     store.put_room("secret", true).await.unwrap();
     assert!(store.room("secret").await.unwrap().unwrap().private);
 }
+
+/// Requests queued while the writer is busy run as one group in one
+/// transaction: each is answered with its own result, in order, and a
+/// failing one is undone alone (its first write too).
+#[tokio::test]
+async fn a_failed_request_in_a_group_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    // Hold the writer so that everything below queues behind it.
+    let busy = store.run(|_| {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    });
+    let (tx, rx) = std_mpsc::channel();
+    let tx2 = tx.clone();
+    store.append(message("r", "one", None), Box::new(move |r| tx.send(r).unwrap()));
+    let failing = store.run(|conn| {
+        conn.execute("INSERT INTO members (room, user) VALUES ('r', 'undone')", [])?;
+        conn.execute("INSERT INTO no_such_table VALUES (1)", []).map(drop)
+    });
+    let member = store.add_member("r", "bob");
+    store.append(message("r", "two", None), Box::new(move |r| tx2.send(r).unwrap()));
+    busy.await.unwrap();
+    assert!(failing.await.is_err());
+    member.await.unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    let second = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!((first.message.id, second.message.id), (1, 2));
+    assert!(store.is_member("r", "bob").await.unwrap());
+    assert!(!store.is_member("r", "undone").await.unwrap(), "the failed request's own write is undone");
+    assert_eq!(store.count_after("r", 0).await.unwrap(), 2);
+}

@@ -29,10 +29,25 @@ use switchboard_core::store::{
 /// Most requests (appends and others) written in one transaction.
 pub const MAX_GROUP: usize = 512;
 
-/// What a request does in the group's transaction; it returns its answer,
+/// What a request does in the group's transaction; it returns its reply,
 /// given the commit's outcome once the group is committed.
-type Job = Box<dyn FnOnce(&Connection) -> Answer + Send>;
-type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A request's answer, held until its group is committed.
+enum Answer {
+    Append(AppendDone, Result<Appended, StoreError>),
+    Run(Reply),
+}
+
+impl Answer {
+    fn send(self, committed: &Result<(), StoreError>) {
+        match self {
+            Self::Append(done, result) => done(result.and_then(|appended| committed.clone().map(|()| appended))),
+            Self::Run(reply) => reply(committed.clone()),
+        }
+    }
+}
 
 enum Command {
     Append(NewMessage, AppendDone),
@@ -75,7 +90,11 @@ impl SqliteStore {
         })));
         Box::pin(async move {
             sent.map_err(|_| StoreError("the store thread has stopped".into()))?;
-            answer.await.map_err(|_| StoreError("the store thread has stopped".into()))?
+            answer.await.map_err(|_| {
+                StoreError(
+                    "the store dropped the request (its thread stopped, or it could not begin a transaction)".into(),
+                )
+            })?
         })
     }
 }
@@ -123,61 +142,64 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>) {
 /// Runs a group of requests in one transaction, then answers each in order
 /// with its own result, or with the commit's error when the commit failed.
 fn commit_group(conn: &mut Connection, group: Vec<Command>) {
-    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
-    let committed = (|| {
-        let tx = conn.transaction()?;
-        let mut appends = Vec::new();
-        for command in group {
-            match command {
-                Command::Append(message, done) => appends.push((message, done)),
-                Command::Run(job) => {
-                    answers.extend(write_appends(&tx, std::mem::take(&mut appends)));
-                    answers.push(job(&tx));
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "history store cannot begin a transaction");
+            let failed = StoreError(e.to_string());
+            // An append is told; a dropped request's caller gets an error.
+            for command in group {
+                if let Command::Append(_, done) = command {
+                    done(Err(failed.clone()));
                 }
             }
+            return;
         }
-        answers.extend(write_appends(&tx, appends));
-        tx.commit()
-    })();
-    let committed = committed.map_err(|e| {
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    let mut appends = Vec::new();
+    for command in group {
+        match command {
+            Command::Append(message, done) => appends.push((message, done)),
+            Command::Run(job) => {
+                write_appends(&tx, std::mem::take(&mut appends), &mut answers);
+                answers.push(Answer::Run(job(&tx)));
+            }
+        }
+    }
+    write_appends(&tx, appends, &mut answers);
+    let committed = tx.commit().map_err(|e| {
         tracing::error!(error = %e, "history store commit failed");
         StoreError(e.to_string())
     });
     for answer in answers {
-        answer(committed.clone());
+        answer.send(&committed);
     }
 }
 
-/// Writes consecutive appends (in one savepoint: all or none); their
-/// completions, to run after the commit.
-fn write_appends(conn: &Connection, group: Vec<(NewMessage, AppendDone)>) -> Vec<Answer> {
+/// Writes consecutive appends (in one savepoint: all or none) and adds
+/// their answers.
+fn write_appends(conn: &Connection, group: Vec<(NewMessage, AppendDone)>, answers: &mut Vec<Answer>) {
     if group.is_empty() {
-        return Vec::new();
+        return;
     }
     let messages: Vec<&NewMessage> = group.iter().map(|(m, _)| m).collect();
     match in_savepoint(conn, |conn| write_group(conn, &messages)) {
-        Ok(results) => group
-            .into_iter()
-            .zip(results)
-            .map(|((_, done), result)| -> Answer { Box::new(move |committed| done(committed.map(|()| result))) })
-            .collect(),
+        Ok(results) => {
+            answers.extend(group.into_iter().zip(results).map(|((_, done), result)| Answer::Append(done, Ok(result))));
+        }
         Err(e) => {
             tracing::error!(error = %e, "history append failed");
-            let message = e.to_string();
-            group
-                .into_iter()
-                .map(|(_, done)| -> Answer {
-                    let message = message.clone();
-                    Box::new(move |_| done(Err(StoreError(message))))
-                })
-                .collect()
+            let failed = StoreError(e.to_string());
+            answers.extend(group.into_iter().map(|(_, done)| Answer::Append(done, Err(failed.clone()))));
         }
     }
 }
 
 /// Runs `f` in a savepoint of the group's transaction: released when it
-/// succeeds, rolled back (its writes undone, the group's others kept) when
-/// it fails.
+/// succeeds, rolled back (its writes undone, the group's others kept) and
+/// released when it fails. (rusqlite's `Savepoint` wants the transaction
+/// mutably and leaves a rolled-back savepoint open.)
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     conn.execute_batch("SAVEPOINT request")?;
     match f(conn) {
